@@ -195,7 +195,7 @@ def test_state_wrong_password_gives_up():
     b.on_challenge(401, [_chal(b"n1")])
     b.credentials(b"REGISTER", b"sip:sip.test")
     assert b.on_challenge(401, [_chal(b"n1", stale=True)]) == AUTH_FAILED
-    assert "nonce rejected twice" in b.reason
+    assert "rejected the credentials of bob (same nonce" in b.reason
 
 
 def test_state_stale_retries_with_new_nonce():

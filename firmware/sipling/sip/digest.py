@@ -300,7 +300,7 @@ class DigestAuth:
             stale = _lower(p.get(b"stale", b"")) == b"true"
             if old is not None and old[3]:
                 if old[0][b"nonce"] == p[b"nonce"]:
-                    self.reason = "nonce rejected twice for realm %s: wrong credentials for %s" % (
+                    self.reason = "realm %s rejected the credentials of %s (same nonce challenged twice)" % (
                         realm.decode(), self.username.decode())
                     return AUTH_FAILED
                 if not stale:
