@@ -1,0 +1,216 @@
+# Device log: one line per event, the format `sipling logs` parses on the host.
+#
+#   <ms> <LEVEL> <module>: <message>\n          LEVEL in DEBUG INFO WARN ERROR
+#   <ms> TRACE <dir> <proto> <src> <dst> <base64>\n
+#
+# <ms> is the device clock (set_clock), <dir> is "in" or "out", <proto> "udp" or "tcp",
+# <src>/<dst> "ip:port", <base64> the whole SIP message (binascii, no newline), so the host
+# can rebuild a pcap from it. No side effects at import: the sink is a no-op until
+# set_sink() is called. A redact guard keeps key-looking fields out of every text line
+# (keys and passwords never appear in logs); trace payloads are SIP messages, which carry
+# no keys (keys are provisioned, never negotiated on the wire).
+from micropython import const
+import binascii
+
+DEBUG = const(10)
+INFO = const(20)
+WARN = const(30)
+ERROR = const(40)
+_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
+_BY_NAME = {"debug": DEBUG, "info": INFO, "warn": WARN, "warning": WARN, "error": ERROR}
+
+# Field names whose value is replaced by *** (matched case-insensitively, followed by
+# `=`, `:` or `":`), and the length of a bare hex run that is treated as key material.
+_SECRET_FIELDS = ("password", "passwd", "secret", "key", "ik", "ck", "psk")
+_HEX_RUN = const(32)
+_RING = const(32)
+
+_sink = None
+_clock = None
+_level = INFO
+_trace = True
+_ring = []
+
+
+def set_sink(write_fn):
+    """write_fn(line: str) gets each whole line, ending in "\\n"; None silences the log."""
+    global _sink
+    _sink = write_fn
+
+
+def set_clock(ms_fn):
+    """ms_fn() -> int milliseconds (time.ticks_ms on the board); None gives 0."""
+    global _clock
+    _clock = ms_fn
+
+
+def set_level(level):
+    """level: DEBUG/INFO/WARN/ERROR or their names ("debug", "info", "warn", "error")."""
+    global _level
+    if isinstance(level, str):
+        lv = _BY_NAME.get(level.lower())
+        if lv is None:
+            raise ValueError("log level")
+        level = lv
+    _level = level
+
+
+def set_trace(on):
+    """Turn SIP traces on or off (config log.trace_sip)."""
+    global _trace
+    _trace = bool(on)
+
+
+def enabled(level):
+    return level >= _level
+
+
+def recent():
+    """The last few lines written (newest last), for a `log` console command."""
+    return list(_ring)
+
+
+def _now():
+    if _clock is None:
+        return 0
+    try:
+        return _clock()
+    except Exception:
+        return 0
+
+
+def _emit(line):
+    if len(_ring) >= _RING:
+        _ring.pop(0)
+    _ring.append(line)
+    if _sink is not None:
+        try:
+            _sink(line)
+        except Exception:
+            pass
+
+
+def _is_hex(c):
+    return ("0" <= c <= "9") or ("a" <= c <= "f") or ("A" <= c <= "F")
+
+
+def _value_end(s, i):
+    # value runs to the next separator; a quoted value to its closing quote
+    n = len(s)
+    if i < n and s[i] == '"':
+        j = s.find('"', i + 1)
+        return n if j < 0 else j + 1
+    while i < n and s[i] not in " ,;}&\r\n\t":
+        i += 1
+    return i
+
+
+def _redact_fields(s):
+    low = s.lower()
+    out = []
+    pos = 0
+    i = 0
+    n = len(s)
+    while i < n:
+        hit = 0
+        for name in _SECRET_FIELDS:
+            if low.startswith(name, i) and (i == 0 or not low[i - 1].isalpha()):
+                j = i + len(name)
+                if j < n and low[j] == '"':
+                    j += 1
+                while j < n and low[j] == " ":
+                    j += 1
+                if j < n and low[j] in "=:":
+                    j += 1
+                    while j < n and low[j] == " ":
+                        j += 1
+                    k = _value_end(s, j)
+                    if k > j:
+                        out.append(s[pos:j])
+                        out.append("***")
+                        pos = i = k
+                        hit = 1
+                        break
+        if not hit:
+            i += 1
+    if not out:
+        return s
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _redact_hex(s):
+    out = []
+    pos = 0
+    run = 0
+    i = 0
+    n = len(s)
+    while i <= n:
+        if i < n and _is_hex(s[i]):
+            run += 1
+        else:
+            if run >= _HEX_RUN:
+                out.append(s[pos:i - run])
+                out.append("<hex:%d>" % run)
+                pos = i
+            run = 0
+        i += 1
+    if not out:
+        return s
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def redact(msg):
+    """msg with secret-looking field values as *** and long hex runs as <hex:N>."""
+    s = msg if isinstance(msg, str) else str(msg)
+    return _redact_hex(_redact_fields(s))
+
+
+def _log(level, module, msg):
+    if level < _level:
+        return
+    msg = redact(msg).replace("\r", " ").replace("\n", " | ")
+    _emit("%d %s %s: %s\n" % (_now(), _NAMES.get(level, "INFO"), module, msg))
+
+
+def debug(module, msg):
+    _log(DEBUG, module, msg)
+
+
+def info(module, msg):
+    _log(INFO, module, msg)
+
+
+def warn(module, msg):
+    _log(WARN, module, msg)
+
+
+def error(module, msg):
+    _log(ERROR, module, msg)
+
+
+def exc(module, msg, e):
+    """ERROR line naming the exception type and text (no traceback)."""
+    _log(ERROR, module, "%s: %s: %s" % (msg, type(e).__name__, e))
+
+
+def _addr(a):
+    if isinstance(a, tuple):
+        return "%s:%d" % (a[0], a[1])
+    if isinstance(a, bytes):
+        return a.decode()
+    return str(a)
+
+
+def trace(direction, proto, src, dst, data):
+    """One SIP message as a TRACE line. direction "in"/"out"; src/dst (ip, port) or "ip:port"."""
+    if not _trace or _sink is None:
+        return
+    b64 = binascii.b2a_base64(bytes(data)).strip().decode()
+    line = "%d TRACE %s %s %s %s %s\n" % (_now(), direction, proto, _addr(src), _addr(dst), b64)
+    if _sink is not None:
+        try:
+            _sink(line)
+        except Exception:
+            pass
