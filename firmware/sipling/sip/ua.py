@@ -1,0 +1,316 @@
+# The device's user agent (sans-IO): registration lifecycle through sec-agree (RFC 3261 10,
+# RFC 3329), keep-alive, MESSAGE/OPTIONS server side (RFC 3428, RFC 3261 11) and outgoing
+# MESSAGEs (command replies, events). Times are injected (now_ms); bytes in, bytes out:
+#   receive(data, src, protected, now)  -> feed one datagram; src = (ip, port)
+#   handle_timer(now); get_timer()      -> retransmissions, refresh, keep-alive, backoff
+#   datagrams_to_send()                 -> [(bytes, (ip, port))]; the transport decides how
+#                                          (plain UDP from port-c, or ESP on the agreed SAs)
+# The sec-agree client (agreement object) supplies offer/verify/credential headers.
+from micropython import const
+
+from . import message, parser
+from . import uac
+from ..control.owners import addr_spec
+
+IDLE = const(0)
+REGISTERING = const(1)
+REGISTERED = const(2)
+BACKOFF = const(3)
+UNREGISTERING = const(4)
+STOPPED = const(5)
+NAMES = ("idle", "registering", "registered", "backoff", "unregistering", "stopped")
+
+_MAX_ROUNDS = const(4)        # sec-agree / digest retries within one registration attempt
+_BACKOFF_FIRST_MS = const(1000)
+_BACKOFF_MAX_MS = const(300000)
+_MIN_REFRESH_MS = const(5000)
+_SEEN_MAX = const(8)          # server-side responses kept for retransmitted requests
+ALLOW = b"MESSAGE, OPTIONS"
+
+
+class UA(uac.Client):
+    """cfg: validated config dict; agreement: sec-agree client object (see secagree_adapter);
+    control: object with authorize(msg, trusted) -> (ok, who) and run(msg) -> (body, ctype,
+    summary); rand(n) -> n random bytes; log(level, msg)."""
+
+    def __init__(self, cfg, agreement, control, rand, log, t1=500, keepalive_ms=30000):
+        uac.Client.__init__(self, cfg, rand, t1)
+        self.sa = agreement
+        self.control = control
+        self.log = log
+        self.state = IDLE
+        self.expires = cfg["register"]["expires"]
+        self.keepalive_ms = keepalive_ms
+        self.failures = 0
+        self.rounds = 0
+        self.reg_call_id = None
+        self.reg_cseq = 0
+        self.t_refresh = None
+        self.t_keepalive = None
+        self.t_backoff = None
+        self.seen = []            # [(key, response bytes, dst, expiry)]
+        self.on_state = None      # callback(state_name, detail)
+        self.counters = {"ignored_unprotected": 0, "forbidden": 0, "commands": 0,
+                         "retransmissions_absorbed": 0, "bad_requests": 0, "registrations": 0}
+        self.detail = ""
+
+    # --- status -----------------------------------------------------------------------
+    def _set(self, state, detail):
+        self.state = state
+        self.detail = detail
+        if self.on_state:
+            self.on_state(NAMES[state], detail)
+
+    def status(self):
+        """Short text for the console and the status command."""
+        mech = self.sa.mechanism() if self.state == REGISTERED else None
+        return "%s%s%s" % (NAMES[self.state], (" via " + mech) if mech else "",
+                           (" (" + self.detail + ")") if self.detail and self.state != REGISTERED else "")
+
+    def registered(self):
+        return self.state == REGISTERED
+
+    # --- registration (RFC 3261 10.2) ----------------------------------------------------
+    def start(self, now):
+        self.sa.reset()
+        self.sa.now = now
+        self.reg_call_id = self.new_call_id()
+        self.rounds = 0
+        self._set(REGISTERING, "offering " + self.sa.offer_text())
+        self._send_register(now, self.expires)
+
+    def _send_register(self, now, expires):
+        self.reg_cseq += 1
+        hdrs = [(b"Contact", self.contact() + (b";expires=%d" % expires)),
+                (b"Expires", b"%d" % expires)]
+        req = self.build(b"REGISTER", self.registrar_uri(), self.aor, self.reg_call_id,
+                         self.reg_cseq, hdrs, first_hop=True)
+        self.start_tx(req, now, self._on_register)
+
+    def _on_register(self, resp, now):
+        st = resp.status if resp is not None else 408
+        if st < 200:
+            return
+        stopping = self.state == UNREGISTERING
+        if 200 <= st < 300:
+            self.sa.on_success(resp, now)
+            if stopping:
+                self._set(STOPPED, "de-registered")
+                return
+            exp = self._granted(resp)
+            self.failures = 0
+            self.counters["registrations"] += 1
+            self._set(REGISTERED, "")
+            self.log("info", "registered as %s at %s:%d via %s, expires %d s"
+                     % (self.aor_s, self.proxy[0], self.proxy[1], self.sa.mechanism(), exp))
+            # refresh before expiry: at 80% of the granted time, at least 5 s ahead
+            lead = exp * 200
+            if lead < _MIN_REFRESH_MS:
+                lead = _MIN_REFRESH_MS
+            self.t_refresh = now + max(exp * 1000 - lead, 1000)
+            self.t_keepalive = now + self.keepalive_ms if self.keepalive_ms else None
+            return
+        if stopping:
+            self._set(STOPPED, "de-register answered %d" % st)
+            return
+        if st == 423:  # RFC 3261 10.2.8: Interval Too Brief
+            me = resp.get("Min-Expires")
+            try:
+                self.expires = int(me)
+            except (TypeError, ValueError):
+                return self._fail(now, "423 without a usable Min-Expires")
+            return self._retry_register(now, "423: expires raised to %d" % self.expires)
+        if st in (401, 407, 421, 494):
+            verdict, why = self.sa.on_response(resp, now)
+            if verdict == "retry" and self.rounds < _MAX_ROUNDS:
+                self.rounds += 1
+                self.log("info", "register %d: %s" % (st, why))
+                return self._retry_register(now, why)
+            if verdict == "tamper":
+                self.log("error", "ALARM: %d to a protected REGISTER: %s; renegotiating" % (st, why))
+            return self._fail(now, "%d %s: %s" % (st, resp.reason.decode() if resp.reason else "", why))
+        if resp is None:
+            return self._fail(now, "no answer from %s:%d" % self.proxy)
+        return self._fail(now, "%d %s" % (st, resp.reason.decode() if resp.reason else ""))
+
+    def _retry_register(self, now, why):
+        self.detail = why
+        self._send_register(now, self.expires)
+
+    def _granted(self, resp):
+        # RFC 3261 10.2.4: our binding's expires param, else Expires, else what we asked
+        mine = self.contact_uri()
+        for v in resp.get_all("Contact") or ():
+            for c in v.split(b","):
+                if mine in c:
+                    for p in c.split(b";")[1:]:
+                        k, _, val = p.partition(b"=")
+                        if k.strip().lower() == b"expires":
+                            try:
+                                return int(val.strip())
+                            except ValueError:
+                                pass
+        try:
+            return int(resp.get("Expires"))
+        except (TypeError, ValueError):
+            return self.expires
+
+    def _fail(self, now, why):
+        # bounded exponential backoff with jitter (RFC 5626 4.5 style): d/2 + rand(d/2)
+        self.sa.reset()
+        self.cancel_all(keep_messages=True)
+        self.failures += 1
+        d = _BACKOFF_FIRST_MS << min(self.failures - 1, 9)
+        if d > _BACKOFF_MAX_MS:
+            d = _BACKOFF_MAX_MS
+        r = self.rand(2)
+        delay = d // 2 + ((r[0] << 8 | r[1]) * (d // 2)) // 65536
+        self.t_backoff = now + delay
+        self.t_refresh = self.t_keepalive = None
+        self._set(BACKOFF, why)
+        self.log("warn", "registration failed (%s); retry %d in %d ms" % (why, self.failures, delay))
+
+    def lost(self, now, why):
+        """The proxy no longer knows us (restart, unexpected 401/494, no answer): start over."""
+        if self.state in (REGISTERED, REGISTERING):
+            self.log("warn", "association with %s:%d lost (%s); re-registering" % (self.proxy[0], self.proxy[1], why))
+            self.sa.reset()
+            self.cancel_all(keep_messages=True)
+            self.t_refresh = self.t_keepalive = None
+            self.start(now)
+
+    def stop(self, now):
+        """Orderly shutdown: de-register (Expires: 0, RFC 3261 10.2.2); STOPPED when done."""
+        self.t_refresh = self.t_keepalive = self.t_backoff = None
+        if self.state != REGISTERED:
+            self.cancel_all()
+            self._set(STOPPED, "stopped")
+            return
+        self._set(UNREGISTERING, "")
+        self.cancel_all()
+        self._send_register(now, 0)
+
+    # --- keep-alive: OPTIONS to the proxy under the agreement -----------------------------
+    def _keepalive(self, now):
+        req = self.build(b"OPTIONS", self.registrar_uri(), self.aor, self.new_call_id(), 1, [])
+        self.start_tx(req, now, self._on_keepalive)
+
+    def _on_keepalive(self, resp, now):
+        if self.state != REGISTERED or (resp is not None and resp.status < 200):
+            return
+        if resp is None:
+            return self.lost(now, "keep-alive unanswered")
+        if resp.status in (401, 407, 494):
+            return self.lost(now, "keep-alive answered %d" % resp.status)
+        self.t_keepalive = now + self.keepalive_ms
+
+    # --- timers ---------------------------------------------------------------------------
+    def get_timer(self):
+        ts = [t for t in (self.t_refresh, self.t_keepalive, self.t_backoff, self.tx_timer()) if t is not None]
+        for s in self.seen:
+            ts.append(s[3])
+        return min(ts) if ts else None
+
+    def handle_timer(self, now):
+        self.tx_expire(now)
+        if self.t_backoff is not None and now >= self.t_backoff:
+            self.t_backoff = None
+            self.start(now)
+        if self.t_refresh is not None and now >= self.t_refresh:
+            self.t_refresh = None
+            if self.state == REGISTERED:
+                self.rounds = 0
+                self.sa.refresh(now)
+                self._send_register(now, self.expires)
+        if self.t_keepalive is not None and now >= self.t_keepalive:
+            self.t_keepalive = None
+            if self.state == REGISTERED:
+                self._keepalive(now)
+        self.seen = [s for s in self.seen if s[3] > now]
+
+    # --- incoming ---------------------------------------------------------------------------
+    def receive(self, data, src, protected, now):
+        """One datagram from src=(ip, port). protected: it came through the agreed protection
+        (ESP on our SAs; for digest, from the first-hop proxy's address)."""
+        if data[:4] == b"SIP/":
+            msg, _ = parser.parse_or_reply(data)
+            if msg is not None:
+                self.on_response(msg, now)
+            return
+        trusted = protected and self.state in (REGISTERED, UNREGISTERING) and src == self.proxy
+        if not trusted:
+            # RFC 3329 2.3.1: after agreement, only protected traffic counts; before it we
+            # have no one to trust either.
+            self.counters["ignored_unprotected"] += 1
+            self.log("warn", "ignored unprotected request from %s:%d (%s)" % (src[0], src[1], data[:12]))
+            return
+        msg, reply = parser.parse_or_reply(data)
+        if msg is None:
+            self.counters["bad_requests"] += 1
+            if reply:
+                self.send(reply, src)
+            return
+        self._request(msg, src, now)
+
+    def _request(self, req, src, now):
+        m = req.method
+        if m == b"ACK":
+            return
+        try:
+            key = (req.call_id(), req.cseq(), req.via_branch())
+        except Exception:  # SipError: missing/bad CSeq or Via
+            self.counters["bad_requests"] += 1
+            return
+        for s in self.seen:
+            if s[0] == key:  # RFC 3261 17.2.2: absorb the retransmission, resend the answer
+                self.counters["retransmissions_absorbed"] += 1
+                self.send(s[1], s[2])
+                return
+        if m == b"MESSAGE":
+            ok, who = self.control.authorize(req, True)
+            if not ok:
+                self.counters["forbidden"] += 1
+                self.log("warn", "403 to %s: not an owner (MESSAGE refused)" % who)
+                return self._answer(req, key, src, now, 403, b"Forbidden")
+            self._answer(req, key, src, now, 200, b"OK")
+            body, ctype, summary = self.control.run(req)
+            self.counters["commands"] += 1
+            self.log("info", "command from %s: %s" % (who, summary))
+            to = addr_spec(req.get("From") or b"")
+            self.send_message(to, body, ctype, now)
+            return
+        if m == b"OPTIONS":  # RFC 3261 11.2
+            return self._answer(req, key, src, now, 200, b"OK",
+                                [(b"Allow", ALLOW), (b"Accept", b"text/plain, application/json"),
+                                 (b"Supported", b"sec-agree")])
+        self._answer(req, key, src, now, 405, b"Method Not Allowed", [(b"Allow", ALLOW)])
+
+    def _answer(self, req, key, src, now, status, reason, hdrs=()):
+        # RFC 3261 18.2.2: responses go to the Via's received/rport, i.e. where it came from
+        resp = message.response(req, status, reason, hdrs, to_tag=self.tag_for(req)).serialize()
+        self.send(resp, src)
+        if len(self.seen) >= _SEEN_MAX:
+            self.seen.pop(0)
+        self.seen.append((key, resp, src, now + 64 * self.t1))  # Timer J
+
+    # --- outgoing MESSAGE (RFC 3428) --------------------------------------------------------
+    def send_message(self, to_uri, body, ctype, now, done=None):
+        """Send body to to_uri through the proxy; done(ok, why, now) when it finishes."""
+        if self.state != REGISTERED:
+            if done:
+                done(False, "not registered", now)
+            return
+        hdrs = [(b"Content-Type", ctype)]
+        req = self.build(b"MESSAGE", to_uri, to_uri, self.new_call_id(), 1, hdrs, body)
+
+        def fin(resp, t):
+            if resp is not None and resp.status < 200:
+                return
+            st = resp.status if resp is not None else 408
+            if st in (401, 407, 494):
+                self.lost(t, "MESSAGE answered %d" % st)
+            elif st >= 300:
+                self.log("warn", "MESSAGE to %s answered %d" % (to_uri.decode(), st))
+            if done:
+                done(200 <= st < 300, "%d" % st, t)
+        self.start_tx(req, now, fin)
