@@ -1,0 +1,148 @@
+# Choosing from Security-Server (RFC 3329 2.2, 2.3.1, 2.4, Appendix A; DESIGN.md 4 rules 2, 3, 6).
+from util import raises
+from secagree_util import lines_of
+
+from sipling.secagree.choose import choose, Abort
+from sipling.secagree.policy import Policy, PolicyError, from_config
+
+SHA_NULL = ("hmac-sha-1-96", "null")
+SHA_AES = ("hmac-sha-1-96", "aes-cbc")
+MD5_AES = ("hmac-md5-96", "aes-cbc")
+MD5_NULL = ("hmac-md5-96", "null")
+
+
+def pol(**kw):
+    d = dict(mechanisms=("ipsec-3gpp", "ipsec-man", "digest"), ipsec_algs=(SHA_NULL, SHA_AES),
+             digest=True)
+    d.update(kw)
+    return Policy(**d)
+
+
+def test_kamailio_example_picks_digest_by_q():
+    lines = lines_of("secagree/kamailio_example_cfg.txt")
+    best, ip, refused = choose(lines, pol(), has_challenge=True)
+    assert best.name == b"digest" and best.q == 200 and ip is None
+    assert refused == [(lines[0], "lower q than 0.200")]
+
+
+def test_require_ipsec_refuses_digest_and_picks_ipsec():
+    lines = lines_of("secagree/kamailio_example_cfg.txt")
+    best, ip, refused = choose(lines, pol(require_ipsec=True), has_challenge=False)
+    assert best.name == b"ipsec-3gpp"
+    assert (ip["alg"], ip["ealg"], ip["spi_c"], ip["spi_s"], ip["port_c"], ip["port_s"]) == (
+        b"hmac-sha-1-96", b"null", 11111, 22222, 5063, 5065)
+    assert refused == [(b"digest;q=0.2", "policy requires ipsec")]
+
+
+def test_missing_challenge_aborts_and_never_falls_back():
+    lines = lines_of("secagree/kamailio_example_cfg.txt")
+    e = raises(Abort, choose, lines, pol(), False)
+    assert str(e) == "chosen digest but the response has no Digest challenge (RFC 3329 2.3.1: agreement aborted)"
+
+
+def test_equal_and_missing_q_abort():
+    e = raises(Abort, choose, [b"digest;q=0.2", b"ipsec-man;q=0.200"], pol(ipsec_man=True), True)
+    assert str(e) == ("Security-Server lists q=0.200 twice (digest;q=0.2 and ipsec-man;q=0.200): "
+                      "RFC 3329 2.2 says this is an error")
+    # equal q among lines we do not even know is still an erroneous list
+    e = raises(Abort, choose, [b"foo;q=0.1", b"bar;q=0.1", b"digest;q=0.5"], pol(), True)
+    assert str(e).startswith("Security-Server lists q=0.100 twice")
+    e = raises(Abort, choose, [b"digest;q=0.2, ipsec-man"], pol(ipsec_man=True), True)
+    assert str(e) == "Security-Server ipsec-man has no q: cannot rank it (RFC 3329 2.2)"
+
+
+def test_unparseable_list_aborts():
+    e = raises(Abort, choose, [b"digest;q=0.2;q=0.3"], pol(), True)
+    assert str(e) == "unparseable Security-Server (repeated parameter q)"
+
+
+def _line(q, alg, ealg, spi=1000):
+    return ("ipsec-3gpp;q=%s;prot=esp;mod=trans;spi-c=%d;spi-s=%d;port-c=6000;port-s=6001;alg=%s;ealg=%s"
+            % (q, spi, spi + 1, alg, ealg)).encode()
+
+
+def test_ipsec_each_line_is_its_own_candidate():
+    lines = [_line("0.4", *SHA_AES, spi=1), _line("0.3", *MD5_AES, spi=3),
+             _line("0.2", *SHA_NULL, spi=5), _line("0.1", *MD5_NULL, spi=7)]
+    best, ip, refused = choose(lines, pol(ipsec_algs=(SHA_NULL, MD5_AES)), False)
+    assert (ip["alg"], ip["ealg"], ip["spi_c"]) == (b"hmac-md5-96", b"aes-cbc", 3)
+    reasons = [w for _, w in refused]
+    assert reasons == ["alg=hmac-sha-1-96 ealg=aes-cbc was not offered",
+                       "alg=hmac-md5-96 ealg=null was not offered",
+                       "lower q than 0.300"]
+
+
+def test_alg_and_ealg_are_never_picked_independently():
+    # sha1 and aes-cbc both appear, but never together: no pair we offered is there.
+    lines = [_line("0.1", *SHA_NULL), _line("0.2", *MD5_AES)]
+    e = raises(Abort, choose, lines, pol(ipsec_algs=(SHA_AES, MD5_NULL), digest=False,
+                                         mechanisms=("ipsec-3gpp",)), False)
+    assert str(e) == ("no acceptable mechanism in Security-Server: "
+                      "ipsec-3gpp;q=0.1;prot=esp;mod=trans;spi-c=1000;spi-s=1001;po...: "
+                      "alg=hmac-sha-1-96 ealg=null was not offered; "
+                      "ipsec-3gpp;q=0.2;prot=esp;mod=trans;spi-c=1000;spi-s=1001;po...: "
+                      "alg=hmac-md5-96 ealg=aes-cbc was not offered")
+
+
+def test_absent_ealg_means_null():
+    best, ip, _ = choose([b"ipsec-3gpp;q=0.1;alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=3;port-s=4"],
+                         pol(), False)
+    assert ip["ealg"] == b"null"
+
+
+def test_missing_spis_or_ports_abort():
+    for line, missing in (
+            (b"ipsec-3gpp;q=0.5;alg=hmac-sha-1-96;ealg=null;spi-s=2;port-s=4", "spi-c,port-c"),
+            (b"ipsec-3gpp;q=0.5;alg=hmac-sha-1-96;ealg=null", "spi-c,spi-s,port-c,port-s"),
+            (b"ipsec-3gpp;q=0.5;ealg=null;spi-c=1;spi-s=2;port-c=3;port-s=4", "alg")):
+        e = raises(Abort, choose, [line, b"digest;q=0.1"], pol(), True)
+        assert str(e) == "chosen ipsec-3gpp lacks %s (RFC 3329 2.3.1: agreement aborted)" % missing
+
+
+def test_prot_mod_and_digest_params_we_cannot_run_are_refused():
+    lines = [b"ipsec-3gpp;q=0.9;prot=ah;alg=hmac-sha-1-96;ealg=null;spi-c=1;spi-s=2;port-c=3;port-s=4",
+             b"ipsec-3gpp;q=0.8;mod=tun;alg=hmac-sha-1-96;ealg=null;spi-c=1;spi-s=2;port-c=3;port-s=4",
+             b"digest;q=0.7;d-alg=AKAv1-MD5", b"digest;q=0.6;d-qop=auth-conf",
+             b"digest;q=0.5;d-alg=md5;d-qop=auth-int"]
+    best, ip, refused = choose(lines, pol(), True)
+    assert best.raw == lines[4]
+    assert [w for _, w in refused] == ["prot=ah not supported (ESP only)",
+                                       "mod=tun not supported (transport only)",
+                                       "d-alg=AKAv1-MD5 not supported",
+                                       "d-qop=auth-conf not supported"]
+
+
+def test_rfc3329_example_server_list_has_nothing_for_us():
+    lines = lines_of("secagree/rfc3329_4_1_server.txt")
+    e = raises(Abort, choose, lines, pol(), True)
+    assert str(e) == ("no acceptable mechanism in Security-Server: ipsec-ike;q=0.1: not implemented; "
+                      "tls;q=0.2: not allowed by config")
+    best, _, _ = choose(lines, pol(tls=True, mechanisms=("tls", "digest")), False)
+    assert best.name == b"tls"
+
+
+def test_ipsec_man_is_chosen_as_is():
+    best, ip, refused = choose([b"ipsec-man;q=0.3", b"digest;q=0.2"], pol(ipsec_man=True), True)
+    assert best.name == b"ipsec-man" and ip is None
+
+
+def test_policy_never_allows_no_protection():
+    e = raises(PolicyError, Policy, mechanisms=("digest",), require_ipsec=True, digest=True)
+    assert "never runs without protection" in str(e)
+    e = raises(PolicyError, Policy, mechanisms=("ipsec-3gpp",), ipsec_algs=(("hmac-sha-1-96", "des-ede3-cbc"),))
+    assert str(e) == "ipsec alg pair hmac-sha-1-96/des-ede3-cbc is not supported"
+
+
+def test_policy_from_device_config():
+    cfg = {"identity": {"password": "s3cret"}, "local": {"port_c": 5062, "port_s": 5064},
+           "secagree": {"mechanisms": ["ipsec-3gpp", "ipsec-man", "digest"], "require_ipsec": False},
+           "ipsec": {"ik": "00" * 16, "ck": "11" * 16,
+                     "algs": [["hmac-sha-1-96", "aes-cbc"], ["hmac-sha-1-96", "null"]]},
+           "ipsec_man": {"alg": "hmac-sha-1-96"}}
+    p = from_config(cfg)
+    assert p.offered() == [b"ipsec-3gpp", b"ipsec-man", b"digest"]
+    assert p.ipsec_algs == ((b"hmac-sha-1-96", b"aes-cbc"), (b"hmac-sha-1-96", b"null"))
+    cfg["secagree"]["require_ipsec"] = True
+    assert from_config(cfg).offered() == [b"ipsec-3gpp", b"ipsec-man"]
+    del cfg["ipsec"]["ik"]   # no keys: ipsec-3gpp cannot run, so it is not offered
+    assert from_config(cfg).offered() == [b"ipsec-man"]
