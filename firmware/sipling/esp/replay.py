@@ -1,0 +1,51 @@
+# Anti-replay window, RFC 4303 section 3.4.3 (and Appendix A2 for the sliding bitmap).
+# check() is the cheap pre-test done before the ICV; update() moves the window and is
+# called only after the ICV has verified, so forged packets cannot shift it.
+# The bitmap is a ring of `size` bits in a bytearray: no big ints, no allocation.
+from micropython import const
+
+DEFAULT_SIZE = const(128)  # RFC 4303: at least 32, 64 recommended
+
+
+class Window:
+    def __init__(self, size=DEFAULT_SIZE):
+        if size < 64 or size % 8:
+            raise ValueError("window size must be a multiple of 8, >= 64")
+        self.size = size
+        self.top = 0  # highest sequence number authenticated so far
+        self._bits = bytearray(size // 8)
+
+    def _bit(self, seq):
+        i = seq % self.size
+        return i >> 3, 1 << (i & 7)
+
+    def check(self, seq):
+        """False for seq 0, for a number left of the window, or one already seen."""
+        if seq == 0:
+            return False
+        top = self.top
+        if seq > top:
+            return True
+        if top - seq >= self.size:
+            return False
+        i, m = self._bit(seq)
+        return not (self._bits[i] & m)
+
+    def update(self, seq):
+        """Mark seq received (after check() passed and the ICV verified)."""
+        top = self.top
+        b = self._bits
+        if seq > top:
+            diff = seq - top
+            if diff >= self.size:
+                for k in range(len(b)):
+                    b[k] = 0
+            else:
+                s = top + 1
+                while s <= seq:
+                    i, m = self._bit(s)
+                    b[i] &= ~m & 255
+                    s += 1
+            self.top = seq
+        i, m = self._bit(seq)
+        b[i] |= m
