@@ -1,0 +1,471 @@
+"""`sipling edge` core (sans-IO): the devices' first hop in front of a plain SIP proxy.
+
+Three kinds of datagram go in, tagged with where they came from, and (kind, bytes, addr)
+tuples come out from :meth:`Edge.datagrams_to_send`:
+
+- ``plain``: unprotected SIP on the edge's SIP port (a device's first REGISTER);
+- ``esp``:   ESP packets (the UDP payload of ESP-in-UDP, RFC 3948, or raw protocol 50);
+- ``inner``: plain SIP to and from the home proxy.
+
+The edge is a stateless-style proxy (RFC 3261 section 16) with a small branch table: it adds
+its Via to everything it relays, Path (RFC 3327) to REGISTER and Record-Route to dialog-forming
+requests, so requests for a device come back through it and leave on that device's SAs.
+Time is injected (``now_ms``); randomness too (``rand(n)``).
+"""
+from sipling.sip import uri as urimod
+from sipling.sip.message import SipError, response
+
+from . import edge_secagree as sa
+from .edge_esp import EspDrop
+
+IDLE, OFFERED, ACTIVE = 0, 1, 2
+STATES = ("idle", "offered", "active")
+_TXN_MS = 32000          # 64*T1 (RFC 3261 17.1.2.2, timer F): a branch entry lives this long
+_DIALOG = (b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY")
+
+
+class EdgeConfig:
+    """Addresses and policy of one edge (see `sipling edge --help`)."""
+
+    def __init__(self, host="127.0.0.1", sip_port=5060, encap_port=4500, inner_port=5059,
+                 proxy=("127.0.0.1", 5070), port_pc=5066, port_ps=5068, challenge="494",
+                 realm="sipling", offer_ms=64000, trust_pai=False):
+        self.host = host
+        self.sip_port = sip_port
+        self.encap_port = encap_port
+        self.inner_port = inner_port
+        self.proxy = proxy
+        self.port_pc = port_pc
+        self.port_ps = port_ps
+        self.challenge = challenge   # "494" or "401"
+        self.realm = realm
+        self.offer_ms = offer_ms     # how long a 494's offers wait for the device's choice
+        self.trust_pai = trust_pai   # pass P-Asserted-Identity from the proxy to devices
+
+
+class Session:
+    """What the edge knows about one device at run time (never its keys)."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.state = IDLE
+        self.offers = []          # the Security-Server list last sent, as Offer objects
+        self.offered_at = 0
+        self.chosen = None        # Offer in use
+        self.peer = None          # (ip, port) the device's last authenticated ESP came from
+        self.via = None           # "esp" (ESP-in-UDP) or "raw" (IP protocol 50)
+        self.reg_until = None     # ms; None when not registered
+        self.nonce = None         # 401 mode
+        self.drops = {}
+
+    def drop(self, reason):
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+
+class Edge:
+    def __init__(self, cfg, store, esp, log, rand):
+        self.cfg = cfg
+        self.store = store        # edge_bundle.BundleStore
+        self.esp = esp            # edge_esp.EdgeEsp
+        self.log = log            # log(level, device_or_None, text)
+        self.rand = rand
+        self.sessions = {}        # bundle name -> Session
+        self.drops = {}           # drops not tied to a device
+        self._spi_owner = {}      # inbound SPI -> (Session, Offer)
+        self._txn = {}            # our branch -> [expires_ms, kind, data...]
+        self._out = []
+        self.inner_addr = (cfg.host, cfg.inner_port)
+
+    # -- bundles -------------------------------------------------------------------
+    def reload(self, now_ms=0, force=False):
+        added, changed, removed = self.store.scan(force)
+        for name in removed + changed:
+            s = self.sessions.pop(name, None)
+            if s is not None:
+                self._end(s, "bundle %s" % ("removed" if name in removed else "changed"), drop_man=True)
+        for name in added + changed:
+            s = self.sessions[name] = Session(self.store.devices[name])
+            self.log("info", name, "bundle loaded: %s, mechanisms %s" % (s.dev.aor, self._mechs(s.dev)))
+        return added, changed, removed
+
+    @staticmethod
+    def _mechs(dev):
+        m = ["ipsec-3gpp %s/%s" % p for p in dev.algs] if dev.ik is not None else []
+        if dev.man is not None:
+            m.append("ipsec-man")
+        return ", ".join(m)
+
+    # -- output --------------------------------------------------------------------
+    def datagrams_to_send(self):
+        out, self._out = self._out, []
+        return out
+
+    def _send_inner(self, msg, addr=None):
+        self._out.append(("inner", msg.serialize(), addr or self.cfg.proxy))
+
+    def _send_plain(self, msg, addr):
+        self._out.append(("plain", msg.serialize(), addr))
+
+    def _send_device(self, s, offer, outbound_spi, sport, dport, msg):
+        peer = s.peer or (s.dev.peer_host, s.dev.peer_encap_port)
+        pkt = self.esp.protect(offer, outbound_spi, sport, dport, msg.serialize(), self.cfg.host, peer[0])
+        via = s.via or ("raw" if s.dev.carrier == "raw" else "esp")
+        self._out.append((via, pkt, peer))
+
+    def _drop(self, s, reason, detail=""):
+        if s is None:
+            self.drops[reason] = self.drops.get(reason, 0) + 1
+        else:
+            s.drop(reason)
+        self.log("warn", s.dev.name if s else None, "drop (%s)%s" % (reason, ": " + detail if detail else ""))
+
+    def _new_spi(self):
+        while True:
+            spi = int.from_bytes(self.rand(4), "big")
+            if spi > 255 and spi not in self._spi_owner and not self.esp.has_spi(spi):
+                self._spi_owner[spi] = None  # reserved until the offer is stored
+                return spi
+
+    def _branch(self):
+        return b"z9hG4bK-se" + self.rand(8).hex().encode()
+
+    # -- timers --------------------------------------------------------------------
+    def get_timer(self):
+        t = [e[0] for e in self._txn.values()]
+        for s in self.sessions.values():
+            if s.state == OFFERED:
+                t.append(s.offered_at + self.cfg.offer_ms)
+            if s.reg_until is not None:
+                t.append(s.reg_until)
+        return min(t) if t else None
+
+    def handle_timer(self, now_ms):
+        for b in [b for b, e in self._txn.items() if e[0] <= now_ms]:
+            del self._txn[b]
+        for s in self.sessions.values():
+            if s.state == OFFERED and now_ms >= s.offered_at + self.cfg.offer_ms:
+                self._forget_offers(s, keep=s.chosen)
+                s.state = ACTIVE if s.chosen else IDLE
+                self.log("info", s.dev.name, "offer expired without a protected request")
+            if s.reg_until is not None and now_ms >= s.reg_until:
+                self._end(s, "registration expired")
+
+    # -- associations --------------------------------------------------------------
+    def _install_offers(self, s, offers):
+        for o in offers:
+            if o.kind == sa.IPSEC_3GPP:
+                self.esp.install_3gpp(o, s.dev.ik, s.dev.ck)
+            elif not self.esp.has_spi(o.spi_ps):
+                self.esp.install_man(o, s.dev.man)   # manual SAs live as long as the bundle
+            self._spi_owner[o.spi_ps] = (s, o)
+            self._spi_owner[o.spi_pc] = (s, o)
+
+    def _forget_offers(self, s, keep=None):
+        for o in s.offers:
+            if o is not keep and o.kind != sa.IPSEC_MAN:
+                self._unbind(o)
+
+    def _unbind(self, o):
+        self.esp.remove(o)
+        self._spi_owner.pop(o.spi_ps, None)
+        self._spi_owner.pop(o.spi_pc, None)
+
+    def _end(self, s, why, drop_man=False):
+        """End the association. Manual SAs stay installed (their replay window and
+        sequence numbers must not restart) unless the bundle itself went away."""
+        gone = list(s.offers)
+        if s.chosen is not None and s.chosen not in gone:
+            gone.append(s.chosen)
+        for o in gone:
+            if o.kind != sa.IPSEC_MAN or drop_man:
+                self._unbind(o)
+        was = STATES[s.state]
+        s.state, s.offers, s.chosen, s.reg_until = IDLE, [], None, None
+        self.log("info", s.dev.name, "association ended (%s; was %s), registration state: unregistered"
+                 % (why, was))
+
+    def _commit(self, s, offer):
+        old = s.chosen
+        self._forget_offers(s, keep=offer)
+        if old is not None and old is not offer and old not in s.offers and old.kind != sa.IPSEC_MAN:
+            self._unbind(old)
+        s.chosen = offer
+        s.state = ACTIVE
+        self.log("info", s.dev.name, "agreed %s" % offer.describe())
+
+    # -- plain SIP from devices ----------------------------------------------------
+    def receive_plain(self, data, addr, now_ms):
+        msg = self._parse(data, None)
+        if msg is None or not msg.is_request:
+            return
+        try:
+            s = self._session_for_to(msg)
+            if msg.method != b"REGISTER" or s is None:
+                if msg.method != b"ACK":
+                    self._send_plain(response(msg, 403, b"Forbidden (use sec-agree through the edge)"), addr)
+                self._drop(s, "unprotected", "%s from %s:%d" % (msg.method.decode(), addr[0], addr[1]))
+                return
+            if not sa.wants_secagree(msg):
+                # server-initiated agreement (RFC 3329 2.3.2): 421 with Require: sec-agree
+                self._send_plain(response(msg, 421, b"Extension Required", [(b"Require", b"sec-agree")]), addr)
+                return
+            offers = sa.build_offers(s.dev, sa.client_mechs(msg), (self.cfg.port_pc, self.cfg.port_ps),
+                                     self._new_spi)
+        except (SipError, sa.mech.ParseError) as e:
+            self._send_plain(response(msg, 400, ("Bad Request (%s)" % e).encode()), addr)
+            return
+        if not offers:
+            self._send_plain(response(msg, 494, b"Security Agreement Required (no mechanism in common)"), addr)
+            self.log("warn", s.dev.name, "REGISTER offers no mechanism in common with the bundle")
+            return
+        self._forget_offers(s, keep=s.chosen)
+        self._install_offers(s, offers)
+        s.offers, s.offered_at = offers, now_ms
+        s.state = OFFERED if s.chosen is None else s.state
+        if s.state == ACTIVE:
+            s.state = OFFERED  # renegotiating; the old SAs keep working until the new commit
+        hdrs = [(b"Security-Server", o.line) for o in offers]
+        if self.cfg.challenge == "401":
+            s.nonce = self.rand(16).hex().encode()
+            hdrs.insert(0, (b"WWW-Authenticate", b'Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"'
+                            % (self.cfg.realm.encode(), s.nonce)))
+            rsp = response(msg, 401, b"Unauthorized", hdrs)
+        else:
+            rsp = response(msg, 494, b"Security Agreement Required", hdrs)
+        self._send_plain(rsp, addr)
+        self.log("info", s.dev.name, "offered %s (%s)" % (
+            ", ".join(o.line.split(b";")[0].decode() + "/" + o.alg + "/" + o.ealg for o in offers),
+            "401" if self.cfg.challenge == "401" else "494"))
+
+    def _session_for_to(self, msg):
+        to = msg.to_addr()
+        dev = self.store.by_aor(to[1].serialize().decode()) if to else None
+        if dev is None:
+            return None
+        return self.sessions.get(dev.name)
+
+    def _parse(self, data, s):
+        from sipling.sip.parser import parse
+        try:
+            return parse(bytes(data))
+        except SipError as e:
+            self._drop(s, "bad-sip", str(e))
+            return None
+
+    # -- ESP from devices -----------------------------------------------------------
+    def receive_esp(self, data, addr, now_ms, via="esp"):
+        if len(data) == 1 and data[0] == 0xFF:
+            return  # NAT keep-alive (RFC 3948 section 2.3)
+        try:
+            spi, sport, dport, payload = self.esp.unprotect(data, addr[0], self.cfg.host)
+        except EspDrop as e:
+            owner = self._spi_owner.get(e.spi) if e.spi is not None else None
+            self._drop(owner[0] if owner else None, e.reason, "ESP from %s:%d spi=%s" % (addr[0], addr[1], e.spi))
+            return
+        owner = self._spi_owner.get(spi)
+        if owner is None:
+            self._drop(None, "unknown-spi", "spi=%d" % spi)
+            return
+        s, offer = owner
+        s.peer, s.via = addr, via  # RFC 3948: reply where the authenticated ESP came from
+        msg = self._parse(payload, s)
+        if msg is None:
+            return
+        if msg.is_request:
+            self._device_request(s, offer, msg, sport, now_ms)
+        else:
+            self._device_response(s, msg)
+
+    def _reply_protected(self, s, offer, req, sport, status, reason, hdrs=()):
+        # responses to the device's requests leave on SA 3: edge port-s -> device port-c
+        self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, response(req, status, reason, hdrs))
+
+    def _device_request(self, s, offer, msg, sport, now_ms):
+        if s.state == IDLE or offer not in s.offers and offer is not s.chosen:
+            # a manual SA still works but no list was sent: make the device start over
+            self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required")
+            self._drop(s, "no-agreement", msg.method.decode())
+            return
+        if not sa.verify_ok(msg, s.offers if offer in s.offers else [s.chosen]):
+            # RFC 3329 2.3.1 step 5: the list the device saw was not ours; answer with it
+            sent = s.offers if offer in s.offers else [s.chosen]
+            self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required",
+                                  [(b"Security-Server", o.line) for o in sent])
+            self._drop(s, "verify-mismatch", "Security-Verify does not mirror Security-Server; association dropped")
+            self._end(s, "Security-Verify mismatch")
+            return
+        if s.state == OFFERED and offer in s.offers:
+            if self.cfg.challenge == "401" and not self._auth_ok(s, msg):
+                self._reply_protected(s, offer, msg, sport, 403, b"Forbidden (digest)")
+                self._drop(s, "bad-digest")
+                self._end(s, "digest failed")
+                return
+            self._commit(s, offer)
+        if msg.method == b"REGISTER":
+            to = msg.to_addr()
+            if to is None or self.store.by_aor(to[1].serialize().decode()) is not s.dev:
+                self._reply_protected(s, offer, msg, sport, 403, b"Forbidden (not this device's AOR)")
+                self._drop(s, "wrong-aor")
+                return
+        try:
+            self._relay_up(s, offer, msg, sport, now_ms)
+        except SipError as e:
+            self._reply_protected(s, offer, msg, sport, e.args[0] if isinstance(e.args[0], int) else 400,
+                                  str(e).encode())
+
+    def _auth_ok(self, s, msg):
+        from sipling.sip import digest
+        for v in msg.get_all("Authorization"):
+            for scheme, p in digest.parse_challenges(v):
+                if scheme != b"digest" or p.get(b"nonce") != s.nonce:
+                    continue
+                alg = p.get(b"algorithm", b"MD5")
+                h1 = digest.ha1(alg, p.get(b"username", b""), p.get(b"realm", b""), s.dev.password.encode())
+                qop = p.get(b"qop")
+                h2 = digest.ha2(alg, msg.method, p.get(b"uri", b""), qop)
+                want = digest.response_digest(alg, h1, s.nonce, p.get(b"nc"), p.get(b"cnonce"), qop, h2)
+                return want == p.get(b"response") and p.get(b"username") == s.dev.user.encode()
+        return False
+
+    def _relay_up(self, s, offer, msg, sport, now_ms):
+        _max_forwards(msg)
+        sa.strip_for_proxy(msg)
+        msg.remove("Authorization")
+        msg.remove("P-Asserted-Identity")
+        if msg.method != b"REGISTER":
+            # RFC 3325: the edge authenticated the device by its SA, so it asserts the AOR
+            msg.add("P-Asserted-Identity", b"<" + s.dev.aor.encode() + b">")
+        me = self._my_uri(s)
+        if msg.method == b"REGISTER":
+            msg.add("Path", b"<" + me + b";lr>")
+        elif msg.method in _DIALOG and msg.to_tag() is None:
+            msg.add("Record-Route", b"<" + me + b";lr>", first=True)
+        br = self._branch()
+        msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (
+            self.cfg.host.encode(), self.cfg.inner_port, br), first=True)
+        self._txn[br] = [now_ms + _TXN_MS, "up", s, offer, sport, msg.method]
+        self._send_inner(msg)
+
+    def _my_uri(self, s):
+        return b"sip:%s@%s:%d" % (s.dev.name.encode(), self.cfg.host.encode(), self.cfg.inner_port)
+
+    def _device_response(self, s, msg):
+        t = self._txn.get(msg.via_branch() or b"")
+        if t is None or t[1] != "down" or t[2] is not s:
+            self._drop(s, "stray-response", "%d" % msg.status)
+            return
+        _pop_via(msg)
+        self._send_inner(msg, t[3])
+
+    # -- plain SIP from the proxy ---------------------------------------------------
+    def receive_inner(self, data, addr, now_ms):
+        msg = self._parse(data, None)
+        if msg is None:
+            return
+        if not msg.is_request:
+            t = self._txn.get(msg.via_branch() or b"")
+            if t is None or t[1] != "up":
+                self._drop(None, "stray-response", "from proxy: %d" % msg.status)
+                return
+            _, _, s, offer, sport, method = t
+            _pop_via(msg)
+            if method == b"REGISTER" and 200 <= msg.status < 300:
+                self._registered(s, msg, now_ms)
+            if offer is not s.chosen and offer not in s.offers:
+                self._drop(s, "stale-association", "response after the SA was removed")
+                return
+            self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, msg)
+            return
+        try:
+            self._request_down(msg, addr, now_ms)
+        except SipError as e:
+            if msg.method != b"ACK":
+                self._send_inner(response(msg, 400, str(e).encode()), addr)
+
+    def _request_down(self, msg, addr, now_ms):
+        s = self._pop_my_route(msg)
+        if s is None:
+            u = urimod.parse_uri(msg.uri)
+            for cand in self.sessions.values():
+                if u.user is not None and u.user.decode() == cand.dev.user:
+                    s = cand
+        if s is None or s.chosen is None:
+            if msg.method != b"ACK":
+                self._send_inner(response(msg, 480, b"Temporarily Unavailable (device not connected to the edge)"), addr)
+            self._drop(s, "not-connected", msg.method.decode())
+            return
+        _max_forwards(msg)
+        if not self.cfg.trust_pai:
+            msg.remove("P-Asserted-Identity")
+        o = s.chosen
+        br = self._branch()
+        msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (self.cfg.host.encode(), o.port_pc, br), first=True)
+        self._txn[br] = [now_ms + _TXN_MS, "down", s, addr]
+        # requests for the device leave on SA 2: edge port-c -> device port-s
+        self._send_device(s, o, o.spi_us, o.port_pc, o.port_us, msg)
+
+    def _pop_my_route(self, msg):
+        routes = msg.get_all("Route")
+        if not routes:
+            return None
+        _, u, _ = urimod.parse_name_addr(routes[0])
+        if u.host.decode() != self.cfg.host or (u.port or 5060) != self.cfg.inner_port:
+            return None
+        rest = routes[1:]
+        msg.remove("Route")
+        for r in rest:
+            msg.add("Route", r)
+        return self.sessions.get(u.user.decode()) if u.user else None
+
+    def _registered(self, s, msg, now_ms):
+        exp = 0
+        for c in msg.get_all("Contact"):
+            _, _, params = urimod.parse_name_addr(c)
+            v = urimod.param(params, b"expires")
+            if v is not None and v.isdigit():
+                exp = max(exp, int(v))
+        if exp == 0 and msg.get("Expires") and msg.get("Expires").strip().isdigit() and msg.get_all("Contact"):
+            exp = int(msg.get("Expires").strip())
+        if exp > 0:
+            s.reg_until = now_ms + exp * 1000
+            self.log("info", s.dev.name, "registration state: registered for %d s via %s" % (
+                exp, s.chosen.describe() if s.chosen else "?"))
+        else:
+            s.reg_until = now_ms + 2000  # keep the SAs briefly for the last response
+            self.log("info", s.dev.name, "registration state: unregistered (binding removed)")
+
+    def status_lines(self, now_ms):
+        """One line per device for logs/SIGUSR1: state, mechanism, SPIs, drops."""
+        out = []
+        for name in sorted(self.sessions):
+            s = self.sessions[name]
+            reg = "registered %ds" % ((s.reg_until - now_ms) // 1000) if s.reg_until else "unregistered"
+            mechs = s.chosen.describe() if s.chosen else "-"
+            drops = " ".join("%s=%d" % kv for kv in sorted(s.drops.items())) or "none"
+            out.append("%s: %s, %s, %s, drops: %s" % (name, STATES[s.state], reg, mechs, drops))
+        return out
+
+
+def _max_forwards(msg):
+    # RFC 3261 16.6 step 3 / 16.3 step 2
+    v = msg.get("Max-Forwards")
+    if v is None:
+        msg.add("Max-Forwards", b"70")
+        return
+    v = v.strip()
+    if not v.isdigit() or int(v) == 0:
+        raise SipError(483, "Too Many Hops")
+    msg.set("Max-Forwards", b"%d" % (int(v) - 1))
+
+
+def _pop_via(msg):
+    # RFC 3261 16.7 step 3: remove the topmost Via value (which may share a line)
+    hs = msg.headers
+    for i in range(len(hs)):
+        if hs[i][0].lower() in (b"via", b"v"):
+            parts = urimod.split_top(urimod.unfold(hs[i][1]), 44)
+            if len(parts) > 1:
+                hs[i] = [hs[i][0], b",".join(parts[1:]).strip()]
+            else:
+                del hs[i]
+            return

@@ -1,0 +1,279 @@
+"""`sipling edge` core, driven sans-IO: a scripted device (firmware cores) and a scripted proxy."""
+import json
+import os
+
+import pytest
+
+import sipling_host  # noqa: F401  (mpshim)
+from sipling.sip.message import response
+from sipling.sip.parser import parse
+from sipling_host.edge_bundle import BundleStore
+from sipling_host.edge_core import ACTIVE, IDLE, EdgeConfig, Edge
+from sipling_host.edge_esp import EdgeEsp
+
+from edge_scripted import Device, device_json, man_section
+
+PAIRS = [(a, e) for a in ("hmac-sha-1-96", "hmac-md5-96", "hmac-sha-256-128")
+         for e in ("null", "aes-cbc", "des-ede3-cbc")]
+IK = bytes(range(16))
+CK = bytes(range(16, 32))
+DEV_ADDR = ("127.0.0.1", 4501)
+PROXY = ("127.0.0.1", 5070)
+
+
+class Rig:
+    def __init__(self, tmp_path, algs=PAIRS, man=True, challenge="494"):
+        self.dir = tmp_path / "bundles"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.man = man_section(IK[::-1], CK[::-1]) if man else None
+        (self.dir / "door.json").write_text(json.dumps(device_json(IK, CK, algs, self.man)))
+        self.logs = []
+        self.cfg = EdgeConfig(proxy=PROXY, challenge=challenge)
+        self.edge = Edge(self.cfg, BundleStore(str(self.dir)), EdgeEsp(os.urandom),
+                         lambda lvl, dev, text: self.logs.append((lvl, dev, text)), os.urandom)
+        self.edge.reload(0)
+        self.dev = Device(IK, CK, algs, self.man)
+        self.now = 0
+
+    def out(self, kind=None):
+        got = self.edge.datagrams_to_send()
+        if kind is not None:
+            assert [k for k, _, _ in got] == [kind] * len(got), got
+        return got
+
+    def negotiate(self, kind, alg=None, ealg=None, tamper=None):
+        self.edge.receive_plain(self.dev.first_register(), DEV_ADDR, self.now)
+        (k, data, addr), = self.out()
+        assert (k, addr) == ("plain", DEV_ADDR)
+        return self.dev.choose(data, kind, alg, ealg, tamper)
+
+    def register(self, kind, alg=None, ealg=None):
+        self.negotiate(kind, alg, ealg)
+        self.edge.receive_esp(self.dev.protected_request(b"REGISTER"), DEV_ADDR, self.now)
+        (k, data, addr), = self.out("inner")
+        assert addr == PROXY
+        req = parse(data)
+        self.edge.receive_inner(response(req, 200, b"OK", [(b"Contact", b"<sip:door@127.0.0.1:5064>;expires=600")],
+                                         to_tag=b"kam").serialize(), PROXY, self.now)
+        (k, pkt, addr), = self.out("esp")
+        assert addr == DEV_ADDR
+        sport, dport, rsp = self.dev.open(pkt)
+        assert (rsp.status, sport, dport) == (200, self.dev.pair.in_c.sport, self.dev.port_c)
+        return req
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=["%s+%s" % p for p in PAIRS])
+def test_ipsec_3gpp_register_and_message_every_pair(tmp_path, pair):
+    rig = Rig(tmp_path)
+    req = rig.register("ipsec-3gpp", *pair)
+    # what the proxy sees: plain SIP, our Via on top, Path back to the edge, no sec-agree left
+    assert req.get("Path") == b"<sip:door@127.0.0.1:5059;lr>"
+    assert req.top_via().port == 5059 and req.top_via().branch.startswith(b"z9hG4bK")
+    assert req.get("Security-Verify") is None and req.get("Security-Client") is None
+    assert req.get("Require") is None and req.get("Proxy-Require") is None
+    s = rig.edge.sessions["door"]
+    assert s.state == ACTIVE and (s.chosen.alg, s.chosen.ealg) == pair
+    assert any("registered for 600 s" in t for _, _, t in rig.logs)
+    # a MESSAGE from the proxy, routed by the stored Path, reaches the device on SA 2
+    msg = (b"MESSAGE sip:door@127.0.0.1:5064 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKk1\r\n"
+           b"Route: <sip:door@127.0.0.1:5059;lr>\r\nMax-Forwards: 69\r\nFrom: <sip:alice@example.test>;tag=a\r\n"
+           b"To: <sip:door@example.test>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\n"
+           b"P-Asserted-Identity: <sip:door@example.test>\r\nContent-Length: 6\r\n\r\nstatus")
+    rig.edge.receive_inner(msg, PROXY, 1)
+    (k, pkt, addr), = rig.out("esp")
+    sport, dport, got = rig.dev.open(pkt)
+    assert (sport, dport) == (5066, rig.dev.port_s)
+    assert got.body == b"status" and got.get("Route") is None
+    assert got.get("P-Asserted-Identity") is None  # not trusted from the proxy by default
+    # the device's 200 goes back through the edge to the proxy, our Via removed
+    rig.edge.receive_esp(rig.dev.answer(got), DEV_ADDR, 2)
+    (k, data, addr), = rig.out("inner")
+    r = parse(data)
+    assert addr == PROXY and r.status == 200 and r.via_branch() == b"z9hG4bKk1"
+
+
+def test_ipsec_man_register(tmp_path):
+    rig = Rig(tmp_path, algs=[("hmac-sha-1-96", "aes-cbc")])
+    rig.register("ipsec-man")
+    s = rig.edge.sessions["door"]
+    assert s.chosen.kind == b"ipsec-man" and s.chosen.spi_ps == 2002
+    # the manual SAs outlive the association (their replay window must not restart)
+    rig.edge._end(s, "test")
+    assert rig.edge.esp.has_spi(2002)
+
+
+def test_list_sent_has_distinct_q_and_fresh_spis(tmp_path):
+    rig = Rig(tmp_path)
+    rig.edge.receive_plain(rig.dev.first_register(), DEV_ADDR, 0)
+    (_, data, _), = rig.out()
+    r = parse(data)
+    assert r.status == 494
+    lines = r.header_lines("Security-Server")
+    assert len(lines) == len(PAIRS) + 1
+    qs = [ln.split(b";q=")[1].split(b";")[0] for ln in lines]
+    assert len(set(qs)) == len(qs)
+    spis = [ln.split(b"spi-s=")[1].split(b";")[0] for ln in lines[:-1]]
+    assert len(set(spis)) == len(spis)
+    assert lines[-1].startswith(b"ipsec-man;q=")
+
+
+def test_tampered_list_is_detected_and_renegotiated(tmp_path):
+    rig = Rig(tmp_path)
+
+    def downgrade(lines):  # an attacker raises the q of the null-encryption line
+        return [ln.replace(b"q=0.", b"q=1.0;x=0.") if b"ealg=null" in ln and b"md5" in ln else ln
+                for ln in lines]
+    rig.negotiate("ipsec-3gpp", "hmac-md5-96", "null", tamper=downgrade)
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 0)
+    (k, pkt, addr), = rig.out("esp")        # nothing relayed to the proxy
+    _, _, r = rig.dev.open(pkt)
+    assert r.status == 494
+    sent = [bytes(x) for x in r.header_lines("Security-Server")]
+    assert sent != rig.dev.server_lines and len(sent) == len(rig.dev.server_lines)
+    s = rig.edge.sessions["door"]
+    assert s.state == IDLE and s.drops == {"verify-mismatch": 1}
+    # the device starts over and this time the list arrives intact
+    rig.dev.spi_c += 2
+    rig.dev.spi_s += 2
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    assert s.state == ACTIVE
+
+
+def test_replayed_esp_to_edge_is_refused(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    pkt = rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"hi")
+    rig.edge.receive_esp(pkt, DEV_ADDR, 1)
+    assert len(rig.out("inner")) == 1
+    rig.edge.receive_esp(pkt, DEV_ADDR, 2)
+    assert rig.out() == []
+    assert rig.edge.sessions["door"].drops == {"replay": 1}
+    assert rig.edge.esp.drops == {"replay": 1}
+
+
+def test_bit_flip_and_unknown_spi_are_dropped(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    pkt = bytearray(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"hi"))
+    pkt[20] ^= 1
+    rig.edge.receive_esp(bytes(pkt), DEV_ADDR, 1)
+    pkt[0] ^= 0x80
+    rig.edge.receive_esp(bytes(pkt), DEV_ADDR, 1)
+    assert rig.out() == []
+    assert rig.edge.esp.drops == {"bad_icv": 1, "unknown_spi": 1}
+
+
+def test_missing_security_verify_on_later_request(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "null")
+    rig.edge.receive_esp(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"x",
+                                                   verify=False), DEV_ADDR, 1)
+    (k, pkt, _), = rig.out("esp")
+    assert rig.dev.open(pkt)[2].status == 494
+    assert rig.edge.sessions["door"].drops == {"verify-mismatch": 1}
+
+
+def test_device_request_gets_asserted_identity(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "null")
+    rig.edge.receive_esp(rig.dev.protected_request(
+        b"MESSAGE", to=b"sip:alice@example.test", body=b"relay on",
+        extra=[(b"P-Asserted-Identity", b"<sip:boss@example.test>")]), DEV_ADDR, 1)
+    (_, data, _), = rig.out("inner")
+    m = parse(data)
+    assert m.get_all("P-Asserted-Identity") == [b"<sip:door@example.test>"]
+    assert m.get("Max-Forwards") == b"69"
+
+
+def test_unprotected_requests_and_unknown_devices(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "null")
+    plain_msg = (b"MESSAGE sip:alice@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5064;branch=z9hG4bKp\r\n"
+                 b"From: <sip:door@example.test>;tag=1\r\nTo: <sip:door@example.test>\r\nCall-ID: p\r\n"
+                 b"CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    rig.edge.receive_plain(plain_msg, DEV_ADDR, 1)
+    (_, data, _), = rig.out("plain")
+    assert parse(data).status == 403
+    assert rig.edge.sessions["door"].drops == {"unprotected": 1}
+    other = Device(IK, CK, PAIRS, aor="sip:mallory@example.test")
+    rig.edge.receive_plain(other.first_register(), DEV_ADDR, 1)
+    (_, data, _), = rig.out("plain")
+    assert parse(data).status == 403
+
+
+def test_register_without_secagree_gets_421(tmp_path):
+    rig = Rig(tmp_path)
+    reg = rig.dev.first_register(mechanisms=())
+    reg = reg.replace(b"Require: sec-agree\r\nProxy-Require: sec-agree\r\n", b"")
+    rig.edge.receive_plain(reg, DEV_ADDR, 0)
+    (_, data, _), = rig.out("plain")
+    r = parse(data)
+    assert r.status == 421 and r.get("Require") == b"sec-agree"
+
+
+def test_request_for_unconnected_device_gets_480(tmp_path):
+    rig = Rig(tmp_path)
+    msg = (b"MESSAGE sip:door@127.0.0.1:5064 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKk2\r\n"
+           b"Route: <sip:door@127.0.0.1:5059;lr>\r\nMax-Forwards: 69\r\nFrom: <sip:alice@example.test>;tag=a\r\n"
+           b"To: <sip:door@example.test>\r\nCall-ID: m2\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n")
+    rig.edge.receive_inner(msg, PROXY, 0)
+    (_, data, addr), = rig.out("inner")
+    assert parse(data).status == 480 and addr == PROXY
+
+
+def test_401_mode_checks_digest(tmp_path):
+    from sipling.sip import digest
+    rig = Rig(tmp_path, challenge="401")
+    r = rig.negotiate("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    assert r.status == 401 and r.header_lines("Security-Server")
+    ch = digest.choose(r.get_all("WWW-Authenticate"))[0]
+    pw = json.loads((rig.dir / "door.json").read_text())["identity"]["password"].encode()
+    auth = digest.authorization(ch, b"door", pw, b"REGISTER", b"sip:example.test", cnonce=b"abc")
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER", extra=[(b"Authorization", auth)]), DEV_ADDR, 0)
+    (_, data, _), = rig.out("inner")
+    assert parse(data).get("Authorization") is None
+    assert rig.edge.sessions["door"].state == ACTIVE
+    # a wrong password is refused and nothing reaches the proxy
+    rig2 = Rig(tmp_path / "second", challenge="401")
+    r = rig2.negotiate("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    ch = digest.choose(r.get_all("WWW-Authenticate"))[0]
+    auth = digest.authorization(ch, b"door", b"wrong", b"REGISTER", b"sip:example.test", cnonce=b"abc")
+    rig2.edge.receive_esp(rig2.dev.protected_request(b"REGISTER", extra=[(b"Authorization", auth)]), DEV_ADDR, 0)
+    (_, pkt, _), = rig2.out("esp")
+    assert rig2.dev.open(pkt)[2].status == 403
+    assert rig2.edge.sessions["door"].drops == {"bad-digest": 1}
+
+
+def test_bundle_change_ends_association_and_reload_picks_it_up(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    path = rig.dir / "door.json"
+    d = json.loads(path.read_text())
+    d["ipsec"]["ik"] = "ff" * 16
+    path.write_text(json.dumps(d))
+    os.utime(path, ns=(1, 1))  # make sure the stamp differs even within one clock tick
+    added, changed, removed = rig.edge.reload(5)
+    assert changed == ["door"] and rig.edge.sessions["door"].state == IDLE
+    assert not rig.edge.esp.pairs or all(spi in (2002,) for spi in rig.edge.esp.pairs)
+    path.unlink()
+    assert rig.edge.reload(6)[2] == ["door"] and "door" not in rig.edge.sessions
+
+
+def test_registration_expiry_ends_association(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    assert rig.edge.get_timer() == 32000      # the REGISTER's branch entry (64*T1)
+    rig.edge.handle_timer(32000)
+    assert rig.edge.get_timer() == 600000     # then the binding's expiry
+    rig.edge.handle_timer(599999)
+    assert rig.edge.sessions["door"].state == ACTIVE
+    rig.edge.handle_timer(600000)
+    assert rig.edge.sessions["door"].state == IDLE
+
+
+def test_logs_never_contain_keys(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    text = repr(rig.logs) + repr(rig.edge.status_lines(1))
+    for secret in (IK.hex(), CK.hex(), IK[::-1].hex(), "pw-"):
+        assert secret not in text
