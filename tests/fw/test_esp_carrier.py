@@ -1,0 +1,100 @@
+# ESP carriers on loopback, both interpreters: ESP-in-UDP (RFC 3948) with keep-alives,
+# and raw ESP (IP protocol 50) when the process may open a raw socket (root).
+import time
+
+from esp_util import pair_dbs
+
+from sipling.shell import esp_carrier
+
+SIP = b"OPTIONS sip:ue@127.0.0.1:5064 SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+
+
+def _wait(carrier, now_ms=0, tries=200):
+    for _ in range(tries):
+        r = carrier.receive(now_ms)
+        if r is not None:
+            return r
+        time.sleep(0.005)
+    return None
+
+
+def _sockets_quiet(carrier, tries=20):
+    for _ in range(tries):
+        if carrier.receive(0) is not None:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def test_esp_in_udp_round_trip_keepalive_and_non_esp_marker():
+    ue, p_ue, px, p_px = pair_dbs("hmac-sha-1-96", "aes-cbc")
+    a = esp_carrier.UdpCarrier(ue, "127.0.0.1", 47501, keepalive_ms=1000)
+    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47502, keepalive_ms=0)
+    try:
+        a.set_peer("127.0.0.1", 47502, now_ms=0)
+        assert a.next_timer() == 1000
+        a.send_udp(p_ue.out_c, "127.0.0.1", "127.0.0.1", 5062, 5068, SIP, now_ms=10)
+        assert a.next_timer() == 1010  # any ESP packet resets the keep-alive timer
+        r = _wait(b)
+        assert r is not None
+        sa, sport, dport, data = r
+        assert sa is p_px.in_s and (sport, dport) == (5062, 5068) and bytes(data) == SIP
+        assert b.peer == ("127.0.0.1", 47501)  # replies follow the authenticated source
+        a.poll(1009)
+        assert a.keepalives_tx == 0
+        a.poll(1010)
+        assert a.keepalives_tx == 1 and a.next_timer() == 2010
+        b.sock.sendto(b"\x00\x00\x00\x00ike", b._peer_addr)  # non-ESP marker to a
+        assert _sockets_quiet(b)
+        assert b.keepalives_rx == 1 and px.drop_counts()["unknown_spi"] == 0
+        # proxy port-s -> UE port-c travels on SA3 (DESIGN.md table)
+        b.send_udp(p_px.out_s, "127.0.0.1", "127.0.0.1", 5068, 5062, b"SIP/2.0 200 OK\r\n\r\n")
+        r = _wait(a)
+        assert r is not None and r[0] is p_ue.in_c and r[1:3] == (5068, 5062)
+        assert bytes(r[3]) == b"SIP/2.0 200 OK\r\n\r\n"
+        assert a.non_esp == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_forged_datagram_does_not_move_peer():
+    ue, p_ue, px, p_px = pair_dbs("hmac-md5-96", "null")
+    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47503, keepalive_ms=0)
+    try:
+        from esp_util import Rng
+        from sipling.esp import codec
+        from sipling.esp import sa as sam
+        other = sam.SADB(Rng(9)).install_3gpp(0x1001, 0x1002, 1, 2, 0x2001, 0x2002, 3, 4,
+                                              "hmac-md5-96", "null", b"k" * 16, None)
+        forged = bytes(codec.protect(other.out_c, b"x"))  # right SPI, wrong key
+        b.set_peer("127.0.0.1", 5999)
+        assert b.handle_datagram(forged, b._peer_addr, 0) is None
+        assert px.drop_counts()["bad_icv"] == 1 and b.peer == ("127.0.0.1", 5999)
+    finally:
+        b.close()
+
+
+def test_raw_esp_protocol_50_when_root():
+    try:
+        ra = esp_carrier.RawCarrier(None, "127.0.0.1")
+    except OSError:
+        return  # not root: raw sockets are unavailable (the interop host test covers UDP)
+    ue, p_ue, px, p_px = pair_dbs("hmac-sha-256-128", "des-ede3-cbc")
+    ra.db = px
+    rb = esp_carrier.RawCarrier(ue, "127.0.0.1")
+    try:
+        rb.set_peer("127.0.0.1")
+        rb.send_udp(p_ue.out_c, "127.0.0.1", "127.0.0.1", 5062, 5068, SIP)
+        got = None
+        for _ in range(200):  # both raw sockets see every protocol-50 packet on lo
+            r = ra.receive(0)
+            if r is not None:
+                got = r
+                break
+            time.sleep(0.005)
+        assert got is not None and got[0] is p_px.in_s and bytes(got[3]) == SIP
+        assert ra.peer == ("127.0.0.1", 0)
+    finally:
+        ra.close()
+        rb.close()
