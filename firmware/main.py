@@ -54,9 +54,7 @@ def main():
         return
     from sipling.app import App
     from sipling.shell import loop
-    ka = int(_env("SIPLING_KEEPALIVE_MS", "30000"))
-    t1 = int(_env("SIPLING_T1_MS", "500"))
-    app = App(cfg, b, os.urandom, t1=t1, keepalive_ms=ka)
+    app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000)
     if ip:
         app.ua.local_ip = ip
     try:

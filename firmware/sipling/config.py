@@ -166,7 +166,7 @@ def validate(raw):
     ident = v.section(raw, "identity")
     aor = v.sip_uri(ident.get("aor"), "identity.aor")
     user = aor[aor.find(":") + 1:].partition("@")[0] if aor else ""
-    sa = v.section(raw, "secagree")
+    sa = v.section(raw, "secagree", required=False)
     mechs = sa.get("mechanisms", ["digest"])
     if not isinstance(mechs, list) or not mechs:
         v.bad("secagree.mechanisms", "must be a non-empty list drawn from %s" % ", ".join(MECHANISMS))
@@ -185,7 +185,7 @@ def validate(raw):
 
     cfg["identity"] = {
         "aor": aor,
-        "auth_user": v.string(ident, "auth_user", "identity.auth_user", user or None),
+        "auth_user": v.string(ident, "auth_user", "identity.auth_user", user or None) if aor or "auth_user" in ident else "",
         "password": (v.string(ident, "password", "identity.password", secret=True)
                      if "digest" in mechs or "password" in ident else ""),
         "display": ident.get("display", "") if isinstance(ident.get("display", ""), str) else "",
@@ -215,7 +215,8 @@ def validate(raw):
     cfg["owners"] = [v.sip_uri(o, "owners[%d]" % i) for i, o in enumerate(owners)]
 
     reg = v.section(raw, "register", required=False)
-    cfg["register"] = {"expires": v.integer(reg, "expires", "register.expires", 60, 86400, 600)}
+    cfg["register"] = {"expires": v.integer(reg, "expires", "register.expires", 60, 86400, 600),
+                       "keepalive": v.integer(reg, "keepalive", "register.keepalive", 0, 3600, 30)}
     lg = v.section(raw, "log", required=False)
     cfg["log"] = {"level": v.choice(lg, "level", "log.level", LEVELS, "info"),
                   "trace_sip": v.boolean(lg, "trace_sip", "log.trace_sip", False)}
