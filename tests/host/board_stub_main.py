@@ -1,0 +1,87 @@
+# Stand-in for firmware/main.py in the host tests of console, provisioning and logs (runs on
+# the MicroPython unix port behind sipling_host.ptyboard): the real console, log, store and
+# provisioner, an app reduced to a few console commands.
+#   micropython -i board_stub_main.py [--beat MS] [--traces]
+import sys
+import asyncio
+import time
+import binascii
+
+from sipling import log
+from sipling.shell import console, fs
+from sipling.provision.store import Store
+from sipling.provision.device import Provisioner
+
+REG = (b"REGISTER sip:example.test SIP/2.0\r\n"
+       b"Via: SIP/2.0/UDP 127.0.0.1:5064;branch=z9hG4bK-%d\r\n"
+       b"From: <sip:door@example.test>;tag=1\r\nTo: <sip:door@example.test>\r\n"
+       b"Call-ID: stub-%d@127.0.0.1\r\nCSeq: %d REGISTER\r\n"
+       b"Contact: <sip:door@127.0.0.1:5064>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+OK = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5064;branch=z9hG4bK-%d\r\n"
+      b"From: <sip:door@example.test>;tag=1\r\nTo: <sip:door@example.test>;tag=2\r\n"
+      b"Call-ID: stub-%d@127.0.0.1\r\nCSeq: %d REGISTER\r\nContent-Length: 0\r\n\r\n")
+
+
+def fp16(st):
+    fp = st.fingerprint()
+    return binascii.hexlify(fp).decode()[:16] if fp else "none"
+
+
+def main(argv):
+    beat = 0
+    traces = False
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--beat":
+            beat = int(argv[i + 1])
+            i += 1
+        elif argv[i] == "--traces":
+            traces = True
+        i += 1
+    log.set_clock(time.ticks_ms)
+    log.set_level("debug")
+    st = Store(fs, "sipling.json")
+    note = st.recover()
+    reloads = [0]
+
+    def on_commit(name):
+        reloads[0] += 1
+        log.info("app", "reloaded %s (%d)" % (name, reloads[0]))
+
+    prov = Provisioner(st, on_commit=on_commit, fw="stub")
+
+    def on_line(line):
+        w = line.split()
+        if not w:
+            return None
+        if w[0] == "status":
+            return "ok config %s reloads %d" % (fp16(st), reloads[0])
+        if w[0] == "secret":
+            log.info("app", "ik=00112233445566778899aabbccddeeff password=hunter2")
+            return "done"
+        return "unknown command: " + w[0]
+
+    async def beater():
+        n = 0
+        while True:
+            n += 1
+            log.info("beat", "n=%d" % n)
+            if traces:
+                log.trace("out", "udp", ("127.0.0.1", 5064), ("127.0.0.1", 5060), REG % (n, n, n))
+                log.trace("in", "udp", ("127.0.0.1", 5060), ("127.0.0.1", 5064), OK % (n, n, n))
+            await asyncio.sleep_ms(beat)
+
+    async def app():
+        con = console.start(on_line, prov)
+        log.set_sink(con.write)
+        if note:
+            log.warn("boot", note)
+        log.info("boot", "config %s" % fp16(st))
+        if beat:
+            asyncio.create_task(beater())
+        await con.task
+
+    asyncio.run(app())
+
+
+main(sys.argv[1:])
