@@ -253,3 +253,42 @@ def test_state_unsupported_and_forced_algorithm():
     (_, v), = f.credentials(b"REGISTER", b"sip:sip.test", b"body")
     p = _params(v)
     assert p[b"algorithm"] == b"MD5" and p[b"nonce"] == b"m" and p[b"qop"] == b"auth-int"
+
+
+def _register():
+    from sipling.sip import message
+    return message.request(b"REGISTER", b"sip:sip.test", [
+        (b"Via", b"SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKr1"), (b"Max-Forwards", b"70"),
+        (b"From", b"<sip:alice@sip.test>;tag=a1"), (b"To", b"<sip:alice@sip.test>"),
+        (b"Call-ID", b"reg-1"), (b"CSeq", b"1 REGISTER")])
+
+
+def test_with_parsed_messages_401_then_407():
+    from sipling.sip import message
+    from sipling.sip.parser import parse
+    reg = _register()
+    r401 = message.response(reg, 401, b"Unauthorized", [
+        (b"WWW-Authenticate", b'Digest realm="sip.test", nonce="abc,def", qop="auth", algorithm=MD5'),
+        (b"WWW-Authenticate", b'Digest realm="sip.test", nonce="s2", qop="auth", algorithm=SHA-256')])
+    r401 = parse(r401.serialize())
+    a = DigestAuth(b"alice", b"pw", _Rand())
+    assert a.on_response(r401) == AUTH_RETRY
+    a.apply(reg)
+    again = parse(reg.serialize())
+    (v,) = again.get_all(b"Authorization")
+    p = _params(v)
+    assert p[b"nonce"] == b"s2" and p[b"algorithm"] == b"SHA-256" and p[b"uri"] == b"sip:sip.test"
+    h1 = digest.ha1(b"SHA-256", b"alice", b"sip.test", b"pw")
+    h2 = digest.ha2(b"SHA-256", b"REGISTER", b"sip:sip.test")
+    assert p[b"response"] == digest.response_digest(b"SHA-256", h1, b"s2", b"00000001",
+                                                    p[b"cnonce"], b"auth", h2)
+    r407 = parse(message.response(reg, 407, b"Proxy Authentication Required", [
+        (b"Proxy-Authenticate", b'Digest realm="edge", nonce="p1"')]).serialize())
+    assert a.on_response(r407) == AUTH_RETRY
+    a.apply(reg)
+    again = parse(reg.serialize())
+    assert len(again.get_all(b"Authorization")) == 1       # replaced, not piled up
+    assert _params(again.get_all(b"Authorization")[0])[b"nc"] == b"00000002"
+    pp = _params(again.get_all(b"Proxy-Authorization")[0])
+    assert pp[b"realm"] == b"edge" and b"qop" not in pp
+    raises(DigestError, a.on_response, parse(message.response(reg, 403, b"No").serialize()))

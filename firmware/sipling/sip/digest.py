@@ -334,3 +334,21 @@ class DigestAuth:
                               st[1], st[2], self.algorithm, self.qop)
             out.append((_HDR[key[0]][1], v))
         return out
+
+    # -- conveniences over sipling.sip.message.Message ------------------------------------
+    def on_response(self, resp):
+        """on_challenge() for a parsed 401/407 response (its WWW-/Proxy-Authenticate fields)."""
+        h = _HDR.get(resp.status)
+        if h is None:
+            raise DigestError("not a challenge status: %r" % (resp.status,))
+        return self.on_challenge(resp.status, resp.get_all(h[0]))
+
+    def apply(self, req):
+        """Put fresh credentials into request `req` (replacing earlier ones); the digest-uri
+        is its Request-URI and auth-int hashes its body (RFC 3261 22.4). The caller gives the
+        request a new CSeq and branch as for any new request (RFC 3261 22.2)."""
+        for name in (b"Authorization", b"Proxy-Authorization"):
+            req.remove(name)
+        for name, value in self.credentials(req.method, req.uri, req.body):
+            req.add(name, value)
+        return req
