@@ -8,7 +8,8 @@
 from micropython import const
 
 from sipling.sip.error import SipError  # noqa: F401  (re-exported: sipling.sip.message.SipError)
-from sipling.sip.uri import (parse_name_addr, parse_via, split_top, unfold, param)
+from sipling.sip.uri import (parse_name_addr, parse_via, parse_via_list, parse_uri, split_top,
+                             unfold, param)
 
 _COMMA = const(44)
 
@@ -162,6 +163,29 @@ class Message:
         if v is None:
             return None
         return self._cached(b"via", v, _top_via)
+
+    def vias(self):
+        # Every Via value, top first, over all Via header lines (20.42, 7.3.1).
+        out = []
+        for h in self.headers:
+            if canon(h[0]) == b"via":
+                out.extend(parse_via_list(h[1]))
+        return out
+
+    def request_uri(self):
+        # The Request-URI parsed (a Uri); None for a response.
+        if self.uri is None:
+            return None
+        return self._cached(b"ruri", self.uri, parse_uri)
+
+    def max_forwards(self):
+        v = self.get(b"max-forwards")
+        if v is None:
+            return None
+        v = v.strip(b" \t")
+        if not v.isdigit() or len(v) > 9:
+            raise SipError(400, "Bad Max-Forwards")
+        return int(v)
 
     def via_branch(self):
         v = self.top_via()

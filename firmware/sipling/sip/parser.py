@@ -12,8 +12,8 @@ from sipling.sip.uri import (parse_uri, parse_name_addr, parse_via_list, split_t
                              is_token, param)
 
 # Limits. A request over them is answered 513 / 413 / 400 with the limit in the phrase.
-MAX_MESSAGE = const(8192)    # bytes in one message -> 513 Message Too Large (21.5.14)
-MAX_BODY = const(4096)       # Content-Length -> 413 Request Entity Too Large (21.4.11)
+MAX_MESSAGE = const(16384)   # bytes in one message -> 513 Message Too Large (21.5.14)
+MAX_BODY = const(12288)      # Content-Length -> 413 Request Entity Too Large (21.4.11)
 MAX_HEADERS = const(64)      # header fields (after unfolding) -> 400
 MAX_LINE = const(1024)       # bytes in one physical line -> 400
 
