@@ -1,0 +1,270 @@
+# The device UA and app (firmware/sipling/sip/ua.py, uac.py, app.py) against a scripted
+# sec-agree registrar, at literal times. Same file on CPython and MicroPython.
+from sipling import config
+from sipling.app import App
+from sipling.sip import message, parser
+from sipling.sip import ua as U
+
+PROXY = ("127.0.0.1", 5060)
+SERVER = b"digest;q=0.2;d-alg=md5;d-qop=auth"
+CHALLENGE = b'Digest realm="example.test", nonce="n0nce1", qop="auth", algorithm=MD5'
+
+
+class SimBoard:
+    def __init__(self):
+        self.name = "sim"
+        self.caps = {"relay": {"kind": "actuator"}, "button": {"kind": "button"},
+                     "temperature": {"kind": "sensor", "threshold": 30}}
+        self.values = {"relay": False, "button": False, "temperature": 21.5}
+        self.pending = []
+        self.writes = 0
+
+    def read(self, n):
+        return self.values[n]
+
+    def write(self, n, on):
+        self.writes += 1
+        self.values[n] = on
+
+    def poll(self, now):
+        out = self.pending
+        self.pending = []
+        return out
+
+
+def make_rand():
+    st = [0]
+
+    def rand(n):
+        st[0] += 1
+        return bytes([(st[0] * 31 + i * 7) & 255 for i in range(n)])
+    return rand
+
+
+def make_app(keepalive_ms=30000, owners=("sip:alice@example.test",)):
+    cfg, problems = config.validate({
+        "version": 1, "board": "sim",
+        "identity": {"aor": "sip:door@example.test", "password": "s3cret"},
+        "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
+        "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
+        "secagree": {"mechanisms": ["digest"]}, "owners": list(owners)})
+    assert problems == []
+    board = SimBoard()
+    return App(cfg, board, make_rand(), keepalive_ms=keepalive_ms), board
+
+
+def sent(app):
+    return [(parser.parse(d), dst) for d, dst in app.datagrams_to_send()]
+
+
+def answer(app, req, status, reason, hdrs=(), now=0):
+    r = message.response(req, status, reason, hdrs, to_tag="srv1")
+    app.receive(r.serialize(), PROXY, True, now)
+
+
+def register(app, now=0):
+    app.start(now)
+    [(r1, dst)] = sent(app)
+    assert dst == PROXY
+    answer(app, r1, 494, "Security Agreement Required",
+           [("Security-Server", SERVER), ("WWW-Authenticate", CHALLENGE)], now)
+    [(r2, _)] = sent(app)
+    answer(app, r2, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=300")], now)
+    assert app.ua.state == U.REGISTERED
+    return r1, r2
+
+
+def incoming(method, frm, body=b"", cseq=1, branch="z9hG4bKin1", ctype="text/plain", extra=()):
+    h = [("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=" + branch),
+         ("Via", "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKorig"),
+         ("From", "<%s>;tag=f1" % frm), ("To", "<sip:door@example.test>"),
+         ("Call-ID", "call-" + branch), ("CSeq", "%d %s" % (cseq, method))]
+    if body:
+        h.append(("Content-Type", ctype))
+    h.extend(extra)
+    return message.request(method, "sip:door@127.0.0.1:5064", h, body).serialize()
+
+
+def test_register_offer_then_verify_with_dver_and_credentials():
+    app, _ = make_app()
+    r1, r2 = register(app)
+    assert r1.method == b"REGISTER" and r1.uri == b"sip:example.test"
+    assert r1.get("Security-Client") == b"digest"
+    assert r1.get("Require") == b"sec-agree" and r1.get("Proxy-Require") == b"sec-agree"
+    assert r1.get("Security-Verify") is None and r1.get("Authorization") is None
+    sv = r2.get("Security-Verify")
+    assert sv.startswith(SERVER + b';d-ver="') and len(sv) == len(SERVER) + 41
+    assert b'nonce="n0nce1"' in r2.get("Authorization")
+    assert r2.call_id() == r1.call_id() and r2.cseq()[0] == r1.cseq()[0] + 1
+    assert app.ua.status() == "registered via digest"
+
+
+def test_refresh_at_80_percent_and_keepalive_timer():
+    app, _ = make_app(keepalive_ms=30000)
+    register(app, now=1000)
+    # expires=300 granted: refresh at 1000 + 300000 - 60000
+    assert app.ua.t_refresh == 241000
+    assert app.get_timer() == 31000  # keep-alive first
+    app.handle_timer(31000)
+    [(ka, _)] = sent(app)
+    assert ka.method == b"OPTIONS" and ka.get("Security-Verify") is not None
+    answer(app, ka, 200, "OK", now=31010)
+    assert app.ua.t_keepalive == 61010
+    app.ua.keepalive_ms = 0
+    app.ua.t_keepalive = None
+    app.handle_timer(241000)
+    [(rr, _)] = sent(app)
+    assert rr.method == b"REGISTER" and rr.get("Security-Verify") is not None
+    assert b"nc=00000003" in rr.get("Authorization")
+
+
+def test_retransmission_timer_e_then_timeout_backoff_with_jitter():
+    app, _ = make_app()
+    app.start(0)
+    assert len(sent(app)) == 1
+    times = []
+    t = 0
+    while app.ua.state == U.REGISTERING:
+        t = app.get_timer()
+        app.handle_timer(t)
+        if app.ua.state == U.REGISTERING:
+            assert len(sent(app)) == 1
+            times.append(t)
+    # RFC 3261 17.1.2.2: T1=500 doubling to T2=4000, Timer F at 64*T1
+    assert times == [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    assert t == 32000 and app.ua.state == U.BACKOFF
+    d = app.ua.t_backoff - 32000
+    assert 500 <= d <= 1000  # first backoff: 1 s with jitter d/2 + rand(d/2)
+    app.handle_timer(app.ua.t_backoff)
+    [(r, _)] = sent(app)
+    assert r.get("Security-Client") == b"digest" and app.ua.state == U.REGISTERING
+
+
+def test_backoff_is_bounded():
+    app, _ = make_app()
+    app.ua.failures = 40
+    app.ua._fail(0, "test")
+    assert 150000 <= app.ua.t_backoff <= 300000
+
+
+def test_owner_message_200_without_body_then_reply_message():
+    app, board = make_app()
+    register(app)
+    app.receive(incoming("MESSAGE", "sip:alice@example.test", b"set relay on"), PROXY, True, 100)
+    out = sent(app)
+    assert len(out) == 2
+    ok, dst = out[0]
+    assert ok.status == 200 and ok.body == b"" and dst == PROXY
+    assert ok.to_tag() is not None and len(ok.get_all("Via")) == 2
+    rep = out[1][0]
+    assert rep.method == b"MESSAGE" and rep.uri == b"sip:alice@example.test"
+    assert rep.body == b"ok relay=on" and rep.get("Content-Type") == b"text/plain"
+    assert rep.get("Security-Verify") is not None
+    assert board.values["relay"] is True and board.writes == 1
+
+
+def test_retransmitted_request_not_executed_twice():
+    app, board = make_app()
+    register(app)
+    req = incoming("MESSAGE", "sip:alice@example.test", b"set relay on")
+    app.receive(req, PROXY, True, 100)
+    first = sent(app)[0][0].serialize()
+    app.receive(req, PROXY, True, 600)
+    again = app.datagrams_to_send()
+    assert [d for d, _ in again] == [first]
+    assert board.writes == 1 and app.ua.counters["retransmissions_absorbed"] == 1
+    assert app.ua.counters["commands"] == 1
+
+
+def test_stranger_gets_403_and_nothing_runs():
+    app, board = make_app()
+    register(app)
+    app.receive(incoming("MESSAGE", "sip:mallory@example.test", b"set relay on"), PROXY, True, 100)
+    [(r, _)] = sent(app)
+    assert r.status == 403 and board.writes == 0 and app.ua.counters["forbidden"] == 1
+
+
+def test_pai_from_trusted_proxy_counts():
+    app, board = make_app()
+    register(app)
+    app.receive(incoming("MESSAGE", "sip:mallory@example.test", b"status",
+                         extra=[("P-Asserted-Identity", "<sip:alice@example.test>")]), PROXY, True, 100)
+    out = sent(app)
+    assert out[0][0].status == 200 and out[1][0].body.startswith(b"ok button=off relay=off")
+
+
+def test_unprotected_or_foreign_source_ignored():
+    app, board = make_app()
+    req = incoming("MESSAGE", "sip:alice@example.test", b"set relay on")
+    app.receive(req, PROXY, True, 0)  # not registered yet
+    assert sent(app) == []
+    register(app)
+    app.receive(req, ("127.0.0.1", 6666), False, 10)  # straight to our port, not via the proxy
+    app.receive(req, PROXY, False, 10)                 # not through the agreed protection
+    assert sent(app) == [] and board.writes == 0
+    assert app.ua.counters["ignored_unprotected"] == 3
+
+
+def test_options_answered_unknown_405_bad_400():
+    app, _ = make_app()
+    register(app)
+    app.receive(incoming("OPTIONS", "sip:alice@example.test", branch="z9hG4bKo"), PROXY, True, 5)
+    [(r, _)] = sent(app)
+    assert r.status == 200 and r.get("Allow") == b"MESSAGE, OPTIONS"
+    app.receive(incoming("INVITE", "sip:alice@example.test", branch="z9hG4bKi"), PROXY, True, 5)
+    [(r, _)] = sent(app)
+    assert r.status == 405 and r.get("Allow") == b"MESSAGE, OPTIONS"
+    app.receive(b"MESSAGE sip:door@x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKb\r\n\r\n", PROXY, True, 5)
+    out = app.datagrams_to_send()
+    assert len(out) == 1 and out[0][0].startswith(b"SIP/2.0 400 ")
+
+
+def test_keepalive_401_means_proxy_restarted_reregister():
+    app, _ = make_app(keepalive_ms=1000)
+    register(app)
+    app.handle_timer(1000)
+    [(ka, _)] = sent(app)
+    answer(app, ka, 401, "Unauthorized", [("WWW-Authenticate", CHALLENGE.replace(b"n0nce1", b"n2"))], 1010)
+    [(r, _)] = sent(app)
+    assert app.ua.state == U.REGISTERING
+    assert r.get("Security-Client") == b"digest" and r.get("Security-Verify") is None
+
+
+def test_stop_deregisters_with_expires_zero():
+    app, _ = make_app()
+    register(app)
+    app.stop(50)
+    [(r, _)] = sent(app)
+    assert r.get("Expires") == b"0" and b";expires=0" in r.get("Contact")
+    assert r.get("Security-Verify") is not None
+    answer(app, r, 200, "OK", now=60)
+    assert app.stopped()
+
+
+def test_button_event_goes_to_each_owner_with_retry():
+    app, board = make_app(owners=("sip:alice@example.test", "sip:bob@example.test"))
+    register(app)
+    board.pending = [("button", "button", True), ("sensor", "temperature", 31.5)]
+    app.handle_timer(100)
+    out = sent(app)
+    got = sorted((m.uri, m.body) for m, _ in out)
+    assert got == [(b"sip:alice@example.test", b"event button pressed"),
+                   (b"sip:alice@example.test", b"event temperature 31.5 above 30.0"),
+                   (b"sip:bob@example.test", b"event button pressed"),
+                   (b"sip:bob@example.test", b"event temperature 31.5 above 30.0")]
+    for m, _ in out:
+        answer(app, m, 480 if m.uri == b"sip:bob@example.test" else 200, "X", now=110)
+    assert app.outbox.delivered == 2 and len(app.outbox.items) == 2
+    assert app.get_timer() == 2110  # retry of bob's two after 2 s
+    app.handle_timer(2110)
+    again = sent(app)
+    assert sorted(m.uri for m, _ in again) == [b"sip:bob@example.test"] * 2
+
+
+def test_console_commands():
+    app, board = make_app()
+    assert app.console("status", 0).startswith("status: sip idle;")
+    board.press = lambda n: board.pending.append(("button", n, True))
+    assert app.console("press button", 0) == "ok pressed button"
+    assert app.console("do set relay on", 0) == "ok relay=on"
+    assert app.console("bogus", 0).startswith("error unknown console command")
