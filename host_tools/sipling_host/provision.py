@@ -1,0 +1,316 @@
+"""`sipling provision`: fresh keys and config onto a board, the proxy-side bundle beside.
+
+The host end of the provisioning protocol (frame codec in ``sipling.provision.frame``,
+shared with the device): HELLO, BEGIN, CHUNK... (each acknowledged, CRC-checked, resent on
+a NAK or a timeout), COMMIT with the SHA-256 (the device renames atomically), FPRINT read
+back and compared. Keys are generated here with ``os.urandom`` and never printed; the
+bundle for ``sipling edge`` is written only after the board confirmed the fingerprint,
+mode 0600, one file per device.
+"""
+import base64
+import hashlib
+import json
+import os
+import struct
+import sys
+import time
+
+from sipling.provision import frame
+
+from .errors import UserError
+from .serialport import open_port
+
+HELP = "create fresh keys and config, write them to the board, write the proxy-side bundle"
+MECHANISMS = ("ipsec-3gpp", "ipsec-man", "digest")
+_ERRNAMES = {frame.E_FRAME: "bad frame", frame.E_VERSION: "protocol version",
+             frame.E_TYPE: "unknown request", frame.E_STATE: "no transfer in progress",
+             frame.E_OFFSET: "offset", frame.E_SIZE: "size", frame.E_DIGEST: "digest mismatch",
+             frame.E_STORE: "flash write failed", frame.E_NAME: "unknown file"}
+
+
+class DeviceError(Exception):
+    """The board answered ERR: .code (frame.E_*), .payload (bytes after the code)."""
+
+    def __init__(self, code, payload):
+        self.code = code
+        self.payload = payload
+        super().__init__("%s (%s)" % (_ERRNAMES.get(code, "error %d" % code),
+                                      payload.decode("utf-8", "replace")))
+
+
+class LinkTimeout(Exception):
+    pass
+
+
+class Link:
+    """Request/reply over the console: one frame out, the reply with the same seq back.
+
+    Text lines the board prints meanwhile (its log) go to on_text(line) if given; they are
+    never mixed into replies. A timeout or an E_FRAME reply resends the same request.
+    """
+
+    def __init__(self, ser, timeout=1.0, retries=5, on_text=None):
+        self.ser = ser
+        self.timeout = timeout
+        self.retries = retries
+        self.on_text = on_text
+        self.split = frame.Splitter(max_line=1 << 16)
+        self.seq = 1 + (os.urandom(1)[0] % 250)
+        self.resends = 0
+        self._pending = []
+
+    def _next_seq(self):
+        self.seq = self.seq % 255 + 1   # 1..255; 0 marks "request unreadable"
+        return self.seq
+
+    def _read_items(self, deadline):
+        while not self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            data = self.ser.read(max(1, self.ser.in_waiting or 1))
+            if data:
+                self._pending.extend(self.split.feed(data))
+        return self._pending.pop(0)
+
+    def request(self, ftype, payload=b""):
+        """Send one request; the OK payload, DeviceError on ERR, LinkTimeout after retries."""
+        seq = self._next_seq()
+        line = frame.encode(ftype, seq, payload)
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.resends += 1
+            self.ser.write(line)
+            self.ser.flush()
+            deadline = time.monotonic() + self.timeout
+            while True:
+                item = self._read_items(deadline)
+                if item is None:
+                    break                                   # timeout: resend
+                kind, body = item
+                if kind == "text":
+                    if self.on_text:
+                        self.on_text(body.decode("utf-8", "replace"))
+                    continue
+                try:
+                    _, rtype, rseq, rpl = frame.decode(body)
+                except frame.FrameError:
+                    break                                   # reply damaged: resend
+                if rtype == frame.ERR and rseq == 0 and rpl[:1] == bytes([frame.E_FRAME]):
+                    break                                   # request damaged: resend
+                if rseq != seq:
+                    continue                                # a stale reply
+                if rtype == frame.OK:
+                    return rpl
+                if rtype == frame.ERR:
+                    raise DeviceError(rpl[0] if rpl else 0, rpl[1:])
+        raise LinkTimeout(frame.NAMES.get(ftype, str(ftype)))
+
+
+def hello(link):
+    return json.loads(link.request(frame.HELLO).decode())
+
+
+def fingerprints(link):
+    """{name: sha256 hex or None} as the board reports them."""
+    return json.loads(link.request(frame.FPRINT).decode())
+
+
+def push(link, data, name="config", chunk=frame.CHUNK_SIZE, progress=None):
+    """Write `data` as file `name` and commit it; returns the SHA-256 the board confirmed."""
+    sha = hashlib.sha256(data).digest()
+    link.request(frame.BEGIN, struct.pack(">I", len(data)) + sha + name.encode())
+    off = 0
+    while off < len(data):
+        part = data[off:off + chunk]
+        try:
+            got = struct.unpack(">I", link.request(frame.CHUNK, struct.pack(">I", off) + part))[0]
+        except DeviceError as e:
+            if e.code != frame.E_OFFSET or len(e.payload) != 4:
+                raise
+            got = struct.unpack(">I", e.payload)[0]   # the board lacks bytes from here
+        off = got
+        if progress:
+            progress(off, len(data))
+    got = link.request(frame.COMMIT, sha)
+    if got != sha:
+        raise DeviceError(frame.E_DIGEST, b"board committed different content")
+    return sha
+
+
+# --- keys, config and bundle -----------------------------------------------------------
+
+def _spis(n):
+    """n distinct random SPIs in 256..2^32-1 (1..255 are reserved, RFC 4303 section 2.1)."""
+    out = []
+    while len(out) < n:
+        v = struct.unpack(">I", os.urandom(4))[0]
+        if v >= 256 and v not in out:
+            out.append(v)
+    return out
+
+
+def _hex(n):
+    return os.urandom(n).hex()
+
+
+def _hostport(text, default_port):
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return text, default_port
+    return host, int(port)
+
+
+def _aor_parts(aor):
+    if not aor.startswith(("sip:", "sips:")) or "@" not in aor:
+        raise UserError("--aor must look like sip:user@domain (got %r)" % aor)
+    user, _, domain = aor.split(":", 1)[1].partition("@")
+    domain = domain.split(";")[0].split(">")[0]
+    if not user or not domain:
+        raise UserError("--aor must look like sip:user@domain (got %r)" % aor)
+    return user, domain
+
+
+def build(args):
+    """(config dict for the board, bundle dict for the proxy side), all secrets fresh."""
+    user, domain = _aor_parts(args.aor)
+    phost, pport = _hostport(args.proxy, 5060)
+    mechs = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
+    for m in mechs:
+        if m not in MECHANISMS + ("tls",):
+            raise UserError("unknown mechanism %r; choose from %s" % (m, ", ".join(MECHANISMS)))
+    if not mechs:
+        raise UserError("--mechanisms is empty; give at least one of %s" % ", ".join(MECHANISMS))
+    port_c, port_s = args.port_c, args.port_s
+    spi_uc, spi_us, spi_pc, spi_ps = _spis(4)
+    password = base64.urlsafe_b64encode(os.urandom(18)).decode()
+    ipsec = {"carrier": args.carrier, "encap_port": args.encap_port,
+             "peer_encap_port": args.encap_port, "ik": _hex(16), "ck": _hex(16),
+             "algs": [["hmac-sha-1-96", "aes-cbc"], ["hmac-sha-1-96", "null"]]}
+    man = {"alg": "hmac-sha-1-96", "ealg": "aes-cbc", "ik": _hex(16), "ck": _hex(16),
+           "spi_uc": spi_uc, "spi_us": spi_us, "spi_pc": spi_pc, "spi_ps": spi_ps,
+           "port_uc": port_c, "port_us": port_s,
+           "port_pc": args.proxy_port_c, "port_ps": args.proxy_port_s}
+    cfg = {
+        "version": 1,
+        "board": args.board,
+        "identity": {"aor": args.aor, "auth_user": user, "password": password,
+                     "display": args.display or user},
+        "proxy": {"host": phost, "port": pport, "domain": args.domain or domain},
+        "local": {"host": args.local, "port_c": port_c, "port_s": port_s},
+        "secagree": {"mechanisms": mechs, "require_ipsec": bool(args.require_ipsec)},
+        "ipsec": ipsec,
+        "ipsec_man": man,
+        "owners": list(args.owner or []),
+        "register": {"expires": args.expires},
+        "log": {"level": args.log_level, "trace_sip": bool(args.trace_sip)},
+    }
+    bundle = {
+        "version": 1,
+        "device": {"aor": args.aor, "auth_user": user, "password": password,
+                   "domain": cfg["proxy"]["domain"], "host": args.local,
+                   "port_c": port_c, "port_s": port_s},
+        "proxy": cfg["proxy"],
+        "mechanisms": mechs,
+        "require_ipsec": bool(args.require_ipsec),
+        "ipsec": ipsec,
+        "ipsec_man": man,
+        "owners": cfg["owners"],
+    }
+    return cfg, bundle
+
+
+def config_bytes(cfg):
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_bundle(directory, bundle):
+    """Write <dir>/<user>@<domain>.json with mode 0600 (temp file + rename); its path."""
+    os.makedirs(directory, exist_ok=True)
+    dev = bundle["device"]
+    path = os.path.join(directory, "%s@%s.json" % (dev["auth_user"], dev["domain"]))
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(bundle, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+# --- the command -----------------------------------------------------------------------
+
+def add_arguments(p):
+    p.add_argument("--port", required=True, help="serial port of the board (/dev/ttyUSB0, a pty path)")
+    p.add_argument("--aor", required=True, help="device address of record, sip:door@example.test")
+    p.add_argument("--proxy", required=True, help="home proxy host[:port] (default port 5060)")
+    p.add_argument("--domain", help="SIP domain (default: the AOR's)")
+    p.add_argument("--owner", action="append", help="owner AOR allowed to control the board (repeat)")
+    p.add_argument("--mechanisms", default=",".join(MECHANISMS),
+                   help="sec-agree mechanisms, comma separated (default %(default)s)")
+    p.add_argument("--require-ipsec", action="store_true", help="refuse digest-only protection")
+    p.add_argument("--board", default="sim", help="board name stored in the config (default sim)")
+    p.add_argument("--display", help="display name (default: the AOR user)")
+    p.add_argument("--local", default="127.0.0.1", help="device address for SIP (default %(default)s)")
+    p.add_argument("--port-c", type=int, default=5062, help="device protected client port")
+    p.add_argument("--port-s", type=int, default=5064, help="device protected server port")
+    p.add_argument("--proxy-port-c", type=int, default=5066, help="proxy port-c for ipsec-man")
+    p.add_argument("--proxy-port-s", type=int, default=5068, help="proxy port-s for ipsec-man")
+    p.add_argument("--carrier", default="udp-encap", choices=("udp-encap", "esp"),
+                   help="how ESP travels (default %(default)s)")
+    p.add_argument("--encap-port", type=int, default=4500, help="ESP-in-UDP port (default 4500)")
+    p.add_argument("--expires", type=int, default=600, help="registration expiry in seconds")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error"))
+    p.add_argument("--trace-sip", action="store_true", help="board logs SIP traces (for sipling logs --pcap)")
+    p.add_argument("--out-bundle", default="sipling-bundles",
+                   help="directory for the proxy-side bundle (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each reply")
+    p.add_argument("--baud", type=int, default=115200)
+
+
+def run(args):
+    cfg, bundle = build(args)
+    data = config_bytes(cfg)
+    ser = open_port(args.port, args.baud, timeout=0.05)
+    try:
+        ser.reset_input_buffer()
+        link = Link(ser, timeout=args.timeout)
+        try:
+            info = hello(link)
+        except LinkTimeout:
+            raise UserError("no answer from the sipling firmware on %s; is it flashed and running? "
+                            "(at a >>> prompt press Ctrl-D, or run `sipling flash`)" % args.port)
+        except DeviceError as e:
+            if e.code == frame.E_VERSION:
+                raise UserError("the board speaks provisioning protocol %d, this tool %d; "
+                                "update the firmware or the host tools" % (e.payload[0] if e.payload else 0, frame.VERSION))
+            raise
+        old = (info.get("fp") or {}).get("config")
+        print("board: firmware %s, provisioning protocol %s, config %s" % (
+            info.get("fw") or "?", info.get("proto"), ("sha256 " + old[:16] + "...") if old else "none (fresh board)"))
+        if len(data) > info.get("max", len(data)):
+            raise UserError("config is %d bytes, the board takes at most %d" % (len(data), info["max"]))
+        chunk = min(int(info.get("chunk") or frame.CHUNK_SIZE), frame.CHUNK_SIZE)
+        try:
+            sha = push(link, data, "config", chunk)
+            fps = fingerprints(link)
+        except LinkTimeout as e:
+            raise UserError("the board stopped answering during %s; the old config is still in place, "
+                            "run sipling provision again" % e)
+        except DeviceError as e:
+            raise UserError("the board refused the config: %s; the old config is still in place" % e)
+        if fps.get("config") != sha.hex():
+            raise UserError("the board reports config sha256 %s, expected %s; run sipling provision again"
+                            % (fps.get("config"), sha.hex()))
+    finally:
+        ser.close()
+    bundle["config_sha256"] = sha.hex()
+    bundle["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = write_bundle(args.out_bundle, bundle)
+    print("config: %d bytes committed, board confirms sha256 %s" % (len(data), sha.hex()))
+    if link.resends:
+        print("link: %d request(s) resent" % link.resends)
+    print("proxy bundle: %s (mode 0600; give it to sipling edge)" % path)
+    sys.stdout.flush()
+    return 0
