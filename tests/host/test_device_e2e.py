@@ -232,12 +232,16 @@ def inbox_bodies(d):
     return bodies
 
 
-def control_round(d, kport, tag, bodies):
+def control_round(d, kport, tag, bodies, then=None):
+    """The owner registers (contact = a SIPp UAS inbox) and sends `bodies`; then() runs
+    afterwards (e.g. a console button press) and counts for one more inbox MESSAGE."""
     uas_port = free_port()
-    uas = sipp(d, "inbox", UAS, uas_port, calls=len(bodies), timeout=25, background=True)
+    uas = sipp(d, "inbox", UAS, uas_port, calls=len(bodies) + (1 if then else 0), timeout=25, background=True)
     try:
         r = sipp(d, "owner", owner_scenario(uas_port, bodies), free_port(), "127.0.0.1:%d" % kport)
         assert r.returncode == 0, "owner scenario failed (%s):\n%s" % (tag, messages_log(d, "owner")[-3000:])
+        if then:
+            then()
         uas.wait(25)
         assert uas.returncode == 0, "device replies not received (%s)" % tag
     finally:
@@ -285,11 +289,14 @@ def test_register_control_forbid_restart_deregister(rig):
     assert "sec-agree: REGISTER from sip:door@example.test verified" in log
 
     # the owner: status, then set relay on; replies come back as MESSAGEs
-    got = control_round(d, k.port, "first", ["status", "set relay on"])
-    assert len(got) == 2, got
+    # ... and a button press on the board's console is reported to the owner as an event
+    got = control_round(d, k.port, "first", ["status", "set relay on"], then=lambda: sim.send("press button"))
+    assert len(got) == 3, got
     assert got[0].startswith("ok button=off led=off relay=off temperature=21.5 sip=registered_via_digest"), got
     assert got[1] == "ok relay=on", got
+    assert got[2] == "event button pressed", got
     sim.wait_for(r"command from alice@example\.test \(from\): set ok")
+    sim.wait_for(r"INFO event: delivered to sip:alice@example\.test: event button pressed")
 
     # a stranger: 403, nothing executed
     r = sipp(d, "stranger", stranger_scenario(), free_port(), "127.0.0.1:%d" % k.port)
