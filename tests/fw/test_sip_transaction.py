@@ -316,3 +316,18 @@ def test_bad_messages_are_dropped_not_raised():
     assert ev == [(EV_DROPPED, None, "Bad CSeq")] and L.dropped == 1
     novia = message.Message(status=200, reason=b"OK", headers=[[b"CSeq", b"1 INVITE"]])
     assert L.receive(novia, 0)[0][0] == EV_STRAY
+
+
+def test_server_table_bound_and_timestamp_in_100():
+    L = TransactionLayer(max_server=2)
+    assert L.receive(req(b"MESSAGE", branch=b"z9hG4bKt1"), 0)[0][0] == EV_REQUEST
+    assert L.receive(req(b"MESSAGE", branch=b"z9hG4bKt2"), 0)[0][0] == EV_REQUEST
+    ev = L.receive(req(b"MESSAGE", branch=b"z9hG4bKt3"), 0)
+    assert ev == [(EV_DROPPED, None, "server transaction table full (2)")] and L.dropped == 1
+    assert L.receive(req(b"MESSAGE", branch=b"z9hG4bKt1"), 0)[0][0] == EV_ABSORBED
+    M = TransactionLayer()
+    inv = req(b"INVITE")
+    inv.add(b"Timestamp", b"54.32 0.5")
+    M.receive(parse(inv.serialize()), 0)
+    (trying, _), = M.datagrams_to_send()
+    assert parse(trying).get(b"Timestamp") == b"54.32 0.5"

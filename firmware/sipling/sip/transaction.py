@@ -69,12 +69,13 @@ class Transaction:
 
 
 class TransactionLayer:
-    def __init__(self, t1=500, t2=4000, t4=5000, td=32000, auto_trying=True):
+    def __init__(self, t1=500, t2=4000, t4=5000, td=32000, auto_trying=True, max_server=32):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self.td = td                    # Timer D: > 32 s for unreliable transports
         self.auto_trying = auto_trying  # 17.2.1: send 100 Trying for a new INVITE at once
+        self.max_server = max_server    # bound on live server transactions (heap)
         self._client = {}
         self._server = {}
         self._out = []
@@ -159,13 +160,18 @@ class TransactionLayer:
             return self._server_retransmission(tx, msg, now_ms)
         if msg.method == b"ACK":
             return [(EV_ACK, None, msg)]    # ACK for a 2xx: no transaction, to the TU
+        if len(self._server) >= self.max_server:
+            self.dropped += 1
+            return [(EV_DROPPED, None, "server transaction table full (%d)" % self.max_server)]
         tx = Transaction(True, msg, reliable, addr)
         tx.keys = [key]
         self._server[key] = tx
         if tx.invite:
             tx.state = PROCEEDING
             if self.auto_trying:
-                self._respond(tx, message.response(msg, 100, b"Trying"))
+                ts = msg.header_lines(b"timestamp")   # 8.2.6.1: copy Timestamp into the 100
+                hs = [(b"Timestamp", ts[0])] if ts else ()
+                self._respond(tx, message.response(msg, 100, b"Trying", hs))
         else:
             tx.state = TRYING
         return [(EV_REQUEST, tx, msg)]
