@@ -133,9 +133,8 @@ def _forge(sa_out, plain_trailer, nh=17):
     n = len(plain_trailer)
     b[0:4] = sa_out.spi.to_bytes(4, "big")
     b[4:8] = sa_out.counter.take().to_bytes(4, "big")
-    sa_out.enc.next_iv(b, 8)
     b[po:po + n] = plain_trailer
-    sa_out.enc.encrypt(sa_out.mv, po, n, 8)
+    sa_out.enc.encrypt(b, sa_out.mv, 8, n)  # writes the IV at 8, encrypts after it
     sa_out.auth.icv_into(sa_out.mv[0:po + n], b, po + n)
     return bytes(b[0:po + n + sa_out.auth.icv_len])
 

@@ -36,14 +36,13 @@ def seal(sa, n, nh=_NH_UDP):
     b = sa.buf
     mv = sa.mv
     struct.pack_into(">II", b, 0, sa.spi, seqno)
-    enc.next_iv(b, _HDR)
     i = po + n
     for k in range(1, padlen + 1):  # RFC 4303 2.4: pad bytes 1, 2, 3, ...
         b[i] = k
         i += 1
     b[i] = padlen
     b[i + 1] = nh
-    enc.encrypt(mv, po, padded, _HDR)
+    enc.encrypt(b, mv, _HDR, padded)  # writes the IV, encrypts payload + trailer
     sa.auth.icv_into(mv[0:end], b, end)
     sa.packets += 1
     sa.bytes += n
@@ -66,8 +65,9 @@ def protect(sa, payload, nh=_NH_UDP):
 
 
 def unprotect(db, pkt, now_ms=None):
-    """Check and decrypt one ESP packet. Returns the inbound SA, whose buf[0:rx_len]
-    holds the payload and rx_nh the next header; or None (counted in db.drops)."""
+    """Check and decrypt one ESP packet. Returns the inbound SA, whose
+    buf[rx_off:rx_off+rx_len] holds the payload (see payload()) and rx_nh the next
+    header; or None (counted in db.drops)."""
     n = len(pkt)
     drops = db.drops
     if n < _HDR:
@@ -83,7 +83,7 @@ def unprotect(db, pkt, now_ms=None):
     po = sa.payload_off
     ct = n - po - icv_len  # encrypted part: payload + pad + padlen + nh
     blk = enc.block
-    if ct < 2 or (enc.iv_len and ct % blk) or ct > len(sa.buf):
+    if ct < 2 or (enc.iv_len and ct % blk) or po + ct > len(sa.buf):
         drops[TOO_SHORT] += 1
         return None
     seqno = (pkt[4] << 24) | (pkt[5] << 16) | (pkt[6] << 8) | pkt[7]
@@ -99,9 +99,10 @@ def unprotect(db, pkt, now_ms=None):
         return None
     win.update(seqno)  # only after the ICV verified (3.4.3)
     out = sa.buf
-    enc.decrypt(pkt, po, sa.mv, ct, _HDR)
+    ro = enc.decrypt(pkt, _HDR, ct, sa.mv)  # plaintext at out[ro:ro+ct]
+    ct += ro
     padlen = out[ct - 2]
-    if padlen > ct - 2:
+    if padlen > ct - ro - 2:
         drops[BAD_PAD] += 1
         return None
     k = ct - 2 - padlen
@@ -110,7 +111,8 @@ def unprotect(db, pkt, now_ms=None):
             drops[BAD_PAD] += 1
             return None
         k += 1
-    sa.rx_len = ct - 2 - padlen
+    sa.rx_off = ro
+    sa.rx_len = ct - ro - 2 - padlen
     sa.rx_nh = out[ct - 1]
     sa.packets += 1
     sa.bytes += sa.rx_len
@@ -119,4 +121,4 @@ def unprotect(db, pkt, now_ms=None):
 
 def payload(sa):
     """The payload of the last packet accepted on inbound SA sa (a memoryview)."""
-    return sa.mv[0:sa.rx_len]
+    return sa.mv[sa.rx_off:sa.rx_off + sa.rx_len]

@@ -54,7 +54,7 @@ def expand_keys(alg, ealg, ik, ck):
 
 class SA:
     """One direction of protection. Outbound SAs build packets in .buf; inbound SAs
-    hold the last accepted payload in .buf[0:rx_len] with next header rx_nh."""
+    hold the last accepted payload in .buf[rx_off:rx_off+rx_len], next header rx_nh."""
 
     def __init__(self, spi, inbound, alg, akey, ealg, ekey, sport, dport, seed,
                  mtu=DEFAULT_MTU, window=replay.DEFAULT_SIZE, counter=None, name=""):
@@ -77,6 +77,7 @@ class SA:
         self.expires_ms = None
         self.packets = 0
         self.bytes = 0
+        self.rx_off = 0
         self.rx_len = 0
         self.rx_nh = 0
         if inbound:

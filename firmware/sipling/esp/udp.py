@@ -2,7 +2,8 @@
 # The checksum covers the RFC 768 pseudo-header (source and destination address, zero,
 # protocol 17, UDP length), so a standard receiver accepts the segment after ESP
 # processing. The one's-complement sum of 16-bit words equals the big-endian integer of
-# the bytes modulo 0xFFFF (2**16 = 1 mod 0xFFFF), so the sum runs in C via int.from_bytes.
+# the bytes modulo 0xFFFF (2**16 = 1 mod 0xFFFF), so the plain sum runs in C through
+# int.from_bytes; on MicroPython a viper loop (viper_sum.py) avoids the big-int garbage.
 # On receipt the ICV already authenticates the segment and a NAT may have changed the
 # outer addresses, so the inner checksum is not re-verified (RFC 3948 section 3.1.2).
 import struct
@@ -27,15 +28,38 @@ def ip4(addr):
     return bytes(int(p) for p in parts)
 
 
+def _sum16_plain(seg, n):
+    # sum of big-endian 16-bit words modulo 0xFFFF (odd length: zero byte appended)
+    v = int.from_bytes(seg[0:n], "big")
+    if n & 1:
+        v <<= 8
+    return v % 0xFFFF
+
+
+_sum16 = None
+
+
+def _pick():
+    # The viper word sum when this port can run it (no big-int garbage), else plain.
+    global _sum16
+    _sum16 = _sum16_plain
+    import sys
+    if sys.implementation.name == "micropython":
+        try:
+            from .viper_sum import sum16
+            _sum16 = sum16
+        except Exception:
+            pass
+
+
 def checksum(src4, dst4, seg, n):
     """RFC 768 checksum of the UDP segment seg[0:n] (its checksum field set to zero)."""
     s = (src4[0] << 8 | src4[1]) + (src4[2] << 8 | src4[3])
     s += (dst4[0] << 8 | dst4[1]) + (dst4[2] << 8 | dst4[3])
     s += _NH_UDP + n
-    v = int.from_bytes(seg[0:n], "big")
-    if n & 1:
-        v <<= 8  # odd length: pad with one zero byte
-    s = (s + v % 0xFFFF) % 0xFFFF
+    if _sum16 is None:
+        _pick()
+    s = (s + _sum16(seg, n)) % 0xFFFF
     c = 0xFFFF - s
     return c if c else 0xFFFF  # RFC 768: a computed zero is sent as all ones
 
@@ -62,12 +86,15 @@ def open_udp(db, pkt, now_ms=None):
     if sa is None:
         return None
     n = sa.rx_len
+    o = sa.rx_off
     b = sa.buf
     if sa.rx_nh != _NH_UDP or n < _UDP_HDR:
         db.drops[BAD_INNER] += 1
         return None
-    sport, dport, ulen = struct.unpack_from(">HHH", b, 0)
+    sport = (b[o] << 8) | b[o + 1]
+    dport = (b[o + 2] << 8) | b[o + 3]
+    ulen = (b[o + 4] << 8) | b[o + 5]
     if ulen < _UDP_HDR or ulen > n:
         db.drops[BAD_INNER] += 1
         return None
-    return sa, sport, dport, sa.mv[_UDP_HDR:ulen]
+    return sa, sport, dport, sa.mv[o + _UDP_HDR:o + ulen]
