@@ -171,15 +171,37 @@ def test_missing_challenge_aborts_then_backoff_at_literal_times():
     raises(RuntimeError, c.request_headers)
 
 
-def test_success_resets_the_retry_budget():
+def test_only_a_confirmed_agreement_resets_the_retry_budget():
     c = SecAgreeClient(pol(max_retries=1), SeqRand())
     c.start(0)
-    c.on_response(494, hdrs_of(KAM), 10)
+    c.on_response(494, hdrs_of(KAM), 10)          # abort: attempt 1
     c.handle_timer(1010)
     ev = c.on_response(494, hdrs_of(KAM) + [CHALLENGE], 1100)
     assert "agreed" in kinds(ev)
+    # agreeing is not enough: a tamper now spends the budget (no endless agree/tamper loop)
     ev = c.on_response(494, hdrs_of(KAM), 1200, protected=True)
-    assert "offer" in kinds(ev)   # one tamper still allowed: the budget was reset
+    assert kinds(ev)[-1] == "failed" and c.state == C.FAILED
+    c.reset()
+    c.start(0)
+    c.on_response(494, hdrs_of(KAM), 10)
+    c.handle_timer(1010)
+    c.on_response(494, hdrs_of(KAM) + [CHALLENGE], 1100)
+    assert c.on_response(200, [], 1150, protected=True) == []   # confirmed
+    ev = c.on_response(494, hdrs_of(KAM), 1200, protected=True)
+    assert "offer" in kinds(ev)   # one tamper allowed again: the budget was restored
+
+
+def test_endless_tamper_is_bounded():
+    c = SecAgreeClient(pol(max_retries=3), SeqRand())
+    c.start(0)
+    n = 0
+    while c.state != C.FAILED:
+        ev = c.on_response(494, hdrs_of(KAM) + [CHALLENGE], n, protected=False)
+        assert "agreed" in kinds(ev)
+        c.on_response(494, hdrs_of(KAM), n + 1, protected=True)
+        n += 10
+        assert n < 100
+    assert n == 40
 
 
 def test_494_to_protected_request_is_tampering():

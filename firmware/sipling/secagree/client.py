@@ -201,6 +201,10 @@ class SecAgreeClient:
         server = header_lines(resp, b"Security-Server")
         if protected and status == 494:
             return self._tamper(now_ms)
+        if protected and 200 <= status < 300:
+            # the server accepted our Security-Verify: only now is the agreement confirmed
+            # and the retry budget restored (a tamper/agree loop stays bounded)
+            self._attempts = 0
         if st == OFFERED or (st == REFRESHING and server):
             trigger = status == 494 or (status in (401, 407) and server)
             if status == 421:
@@ -238,7 +242,6 @@ class SecAgreeClient:
         ag = Agreement(best, ip, server, self.local, refused, status)
         self.agreement = ag
         self.state = AGREED
-        self._attempts = 0
         self._retry_at = None
         for raw, why in refused:
             ev.append(("log", "sec-agree: refused %s: %s" % (_c.short(raw), why)))
