@@ -71,16 +71,19 @@ def parse_bundle(name, raw):
     """A :class:`Device` from the JSON object of a bundle or a device config."""
     if not isinstance(raw, dict):
         raise BundleError("not a JSON object")
-    ident = raw.get("identity") if isinstance(raw.get("identity"), dict) else raw
+    # provision.py's bundle keeps the identity under "device", a device config under "identity"
+    ident = raw.get("device") if isinstance(raw.get("device"), dict) else (
+        raw.get("identity") if isinstance(raw.get("identity"), dict) else raw)
     aor = ident.get("aor")
     if not isinstance(aor, str) or not aor.lower().startswith(("sip:", "sips:")) or "@" not in aor:
         raise BundleError("aor: must be a SIP URI like sip:door@example.test")
     user = ident.get("auth_user") or _user_of(aor)
     password = ident.get("password") or ""
+    mechs = raw.get("mechanisms") or (raw.get("secagree") or {}).get("mechanisms")
     ip = raw.get("ipsec") or {}
     ik = ck = None
     algs = []
-    if ip.get("ik") or ip.get("ck"):
+    if (ip.get("ik") or ip.get("ck")) and (mechs is None or "ipsec-3gpp" in mechs):
         ik = _hexkey(ip.get("ik"), "ipsec.ik", 16)
         ck = _hexkey(ip.get("ck"), "ipsec.ck", 16)
         for pair in ip.get("algs") or [["hmac-sha-1-96", "aes-cbc"], ["hmac-sha-1-96", "null"]]:
@@ -91,7 +94,7 @@ def parse_bundle(name, raw):
             algs.append((pair[0], pair[1]))
     man = None
     m = raw.get("ipsec_man")
-    if isinstance(m, dict) and m:
+    if isinstance(m, dict) and m and (mechs is None or "ipsec-man" in mechs):
         man = {"alg": m.get("alg", "hmac-sha-1-96"), "ealg": m.get("ealg", "null")}
         if man["alg"] not in _ALGS or man["ealg"] not in _EALGS:
             raise BundleError("ipsec_man: alg/ealg not supported")
@@ -103,12 +106,16 @@ def parse_bundle(name, raw):
                 raise BundleError("ipsec_man.%s: must be a whole number" % k)
             man[k] = v
     if ik is None and man is None:
-        raise BundleError("no keys: needs ipsec.ik/ck or ipsec_man")
+        raise BundleError("no keys: needs ipsec.ik/ck (ipsec-3gpp) or ipsec_man")
     local = raw.get("local") or {}
-    peer_host = ip.get("peer_host") or local.get("host") or "127.0.0.1"
-    # in a device config, the device's own encap port is `encap_port`
-    peer_port = ip.get("peer_encap_port") if "identity" not in raw else ip.get("encap_port")
-    carrier = ip.get("carrier", "udp-encap")
+    peer_host = ip.get("peer_host") or ident.get("host") or local.get("host") or "127.0.0.1"
+    # the device's own encapsulation port: `encap_port` in a device config or a provision
+    # bundle (a copy of the device's ipsec section); `peer_encap_port` in a hand-made bundle
+    if "identity" in raw or "device" in raw:
+        peer_port = ip.get("encap_port")
+    else:
+        peer_port = ip.get("peer_encap_port")
+    carrier = "raw" if ip.get("carrier") in ("raw", "esp") else "udp-encap"
     return Device(name, aor, user, password, ik, ck, algs, man, peer_host, peer_port or 4500, carrier)
 
 

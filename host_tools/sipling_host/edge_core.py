@@ -347,7 +347,10 @@ class Edge:
         self._send_inner(msg)
 
     def _my_uri(self, s):
-        return b"sip:%s@%s:%d" % (s.dev.name.encode(), self.cfg.host.encode(), self.cfg.inner_port)
+        # the bundle name identifies the device in Path/Record-Route (user part escaped,
+        # RFC 3261 19.1.2), so requests routed by it find their device
+        user = "".join(c if c.isalnum() or c in "-_.!~*'()" else "%%%02X" % ord(c) for c in s.dev.name)
+        return b"sip:%s@%s:%d" % (user.encode(), self.cfg.host.encode(), self.cfg.inner_port)
 
     def _device_response(self, s, msg):
         t = self._txn.get(msg.via_branch() or b"")

@@ -277,3 +277,32 @@ def test_logs_never_contain_keys(tmp_path):
     text = repr(rig.logs) + repr(rig.edge.status_lines(1))
     for secret in (IK.hex(), CK.hex(), IK[::-1].hex(), "pw-"):
         assert secret not in text
+
+
+def test_reads_the_bundle_provision_writes(tmp_path):
+    import argparse
+    from sipling_host import provision
+    from sipling_host.edge_bundle import load_file
+    p = argparse.ArgumentParser()
+    provision.add_arguments(p)
+    args = p.parse_args(["--port", "unused", "--aor", "sip:door@example.test", "--proxy", "127.0.0.1:5060",
+                         "--mechanisms", "ipsec-3gpp,ipsec-man", "--encap-port", "4501"])
+    cfg, bundle = provision.build(args)
+    path = provision.write_bundle(str(tmp_path), bundle)
+    dev = load_file(path)
+    assert dev.aor == "sip:door@example.test" and dev.user == "door"
+    assert dev.ik == bytes.fromhex(cfg["ipsec"]["ik"]) and dev.algs == [tuple(x) for x in cfg["ipsec"]["algs"]]
+    assert dev.man["spi_ps"] == cfg["ipsec_man"]["spi_ps"] and dev.man["ik"] == bytes.fromhex(cfg["ipsec_man"]["ik"])
+    assert (dev.peer_host, dev.peer_encap_port) == ("127.0.0.1", 4501)
+    assert "door" not in repr(dev.password) or dev.password not in repr(dev)
+    # the device's own config works as a bundle too, and a device limited to ipsec-3gpp gets no ipsec-man
+    cfg["secagree"]["mechanisms"] = ["ipsec-3gpp"]
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    d2 = load_file(str(tmp_path / "cfg.json"))
+    assert d2.man is None and d2.ik == dev.ik
+    # the Path user part escapes the '@' of a provision bundle's name
+    rig = Rig(tmp_path / "rig")
+    os.replace(path, rig.dir / os.path.basename(path))
+    rig.edge.reload(1)
+    s = rig.edge.sessions["door@example.test"]
+    assert rig.edge._my_uri(s) == b"sip:door%40example.test@127.0.0.1:5059"
