@@ -174,6 +174,7 @@ def test_non_invite_server_absorbs_and_timer_j():
     out = L.datagrams_to_send()
     assert len(out) == 1 and out[0][1] == DEST and out[0][0].startswith(b"SIP/2.0 200 OK")
     assert tx.state == COMPLETED and L.get_timer() == 32100   # Timer J = 64*T1
+    assert tx.request is None and tx.response is None and tx.status == 200  # heap released
     assert L.receive(req(b"MESSAGE"), 5000)[0][0] == EV_ABSORBED
     assert L.datagrams_to_send() == out    # last response resent
     raises(ValueError, L.send_response, tx, resp(m, 500), 6000)

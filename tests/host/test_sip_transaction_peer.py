@@ -194,7 +194,7 @@ def _client_invite_busy(kam, send_ack):
         p.flush()
         p.send = send_ack               # control: nothing more leaves, the ACK is dropped
         p.run(3, stop=lambda p: tx.state != 0 and tx.state != 2)  # until Completed
-        assert tx.state == COMPLETED and tx.response.status == 486
+        assert tx.state == COMPLETED and tx.status == 486
         before = len([m for m in p.received if m.status == 486])
         p.run(1.2)
         after = len([m for m in p.received if m.status == 486])
@@ -255,13 +255,15 @@ def test_kamailio_ack_matches_our_invite_server_transaction(kam):
         sender.sendto(inv.serialize(), kam.addr)
         p.run(2, stop=lambda p: any(e[0] == EV_REQUEST for e in p.events))
         tx = [e[1] for e in p.events if e[0] == EV_REQUEST][0]
+        branch = tx.request.via_branch()
         layer.send_response(tx, message.response(tx.request, 486, b"Busy Here", to_tag=b"dev2"),
                             p.now())
+        assert tx.request is None and tx.wire      # released: only the bytes to resend stay
         p.flush()
         p.run(2, stop=lambda p: tx.state != COMPLETED)
         assert tx.state in (CONFIRMED, TERMINATED)
         acks = [m for m in p.received if m.method == b"ACK"]
-        assert len(acks) >= 1 and acks[0].via_branch() == tx.request.via_branch()
+        assert len(acks) >= 1 and acks[0].via_branch() == branch
         assert tx.retx_at is None          # our timer G stopped
     finally:
         sender.close()

@@ -38,12 +38,16 @@ STATE_NAMES = ("calling", "trying", "proceeding", "completed", "confirmed", "ter
 
 class Transaction:
     """One transaction. `request` created it; `response` is the last response seen (client)
-    or sent (server); `state` one of the constants above; `dest` where datagrams go."""
+    or sent (server); both are released (None) once the transaction is Completed, when only
+    the bytes to resend are kept (a parsed message costs kilobytes of heap); `status` keeps
+    the last status code. `state` is one of the constants above; `dest` where datagrams go."""
 
     def __init__(self, server, request, reliable, dest):
         self.server = server
+        self.method = request.method
         self.invite = request.method == b"INVITE"
         self.request = request
+        self.status = 0
         self.reliable = reliable
         self.dest = dest
         self.state = TRYING
@@ -65,7 +69,12 @@ class Transaction:
 
     def __repr__(self):
         return "<%s %s tx %s>" % ("server" if self.server else "client",
-                                  self.request.method.decode(), STATE_NAMES[self.state])
+                                  self.method.decode(), STATE_NAMES[self.state])
+
+    def release(self):
+        self.request = self.response = None
+        if not self.server:
+            self.wire = None
 
 
 class TransactionLayer:
@@ -126,6 +135,7 @@ class TransactionLayer:
         if st == TERMINATED:
             return [(EV_STRAY, None, resp)]
         tx.response = resp
+        tx.status = code
         if code < 200:
             if tx.invite:
                 tx.retx_at = None      # 17.1.1.2: no more retransmissions in Proceeding,
@@ -185,12 +195,13 @@ class TransactionLayer:
                 tx.end_at = None
                 self._wait(tx, now_ms, 0 if tx.reliable else self.t4)
             return [(EV_ABSORBED, tx, msg)]
-        if tx.response is not None and st in (PROCEEDING, COMPLETED):
+        if tx.wire is not None and st in (PROCEEDING, COMPLETED):
             self._send(tx, tx.wire)        # 17.2.1 / 17.2.2: resend the last response
         return [(EV_ABSORBED, tx, msg)]
 
     def _respond(self, tx, resp):
         tx.response = resp
+        tx.status = resp.status
         tx.wire = resp.serialize()
         self._send(tx, tx.wire)
 
@@ -218,6 +229,7 @@ class TransactionLayer:
                 k = key_2543(tx.request, resp.to_tag())
                 tx.keys.append(k)
                 self._server[k] = tx
+            tx.release()
             return
         tx.state = COMPLETED
         self._wait(tx, now_ms, 0 if tx.reliable else 64 * self.t1)   # Timer J
@@ -275,12 +287,14 @@ class TransactionLayer:
         return ev
 
     def _wait(self, tx, now_ms, ms):
+        tx.release()
         if ms == 0:
             self._terminate(tx)
         else:
             tx.wait_at = now_ms + ms
 
     def _terminate(self, tx):
+        tx.release()
         tx.state = TERMINATED
         tx.retx_at = tx.end_at = tx.wait_at = None
         table = self._server if tx.server else self._client
