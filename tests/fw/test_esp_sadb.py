@@ -37,6 +37,7 @@ def test_spi_range_and_duplicates():
     raises(sam.EspError, db.install_3gpp, 0x10, 0x11, 1, 2, 0x20, 0x21, 3, 4,
            "hmac-md5-96", "null", IK, CK)  # reserved SPIs: nothing half-installed
     assert len(db.inbound) == 1 and not db.outbound
+    raises(sam.EspError, db.new_sa, 0x4000, True, "null", b"", "null", b"", 1, 2)
 
 
 def test_3gpp_key_expansion():

@@ -62,6 +62,8 @@ class SA:
             raise EspError("spi out of range")
         if 0 < spi < 256:
             raise EspError("spi 1..255 is reserved (RFC 4303 section 2.1)")
+        if alg == "null" and ealg == "null":
+            raise EspError("ESP with null integrity and null encryption protects nothing (RFC 4303 3.2)")
         self.spi = spi
         self.inbound = inbound
         self.name = name

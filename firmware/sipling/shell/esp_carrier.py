@@ -40,6 +40,8 @@ class UdpCarrier:
             self._next_ka = now_ms + self.keepalive_ms
 
     def send(self, pkt, now_ms=0):
+        if self._peer_addr is None:
+            raise ValueError("no peer: call set_peer() first")
         self.sock.sendto(pkt, self._peer_addr)
         if self.keepalive_ms:
             self._next_ka = now_ms + self.keepalive_ms
@@ -101,6 +103,8 @@ class RawCarrier:
         self._peer_addr = net.sockaddr(ip, 0)
 
     def send(self, pkt, now_ms=0):
+        if self._peer_addr is None:
+            raise ValueError("no peer: call set_peer() first")
         self.sock.sendto(pkt, self._peer_addr)  # the kernel adds the IPv4 header
 
     def send_udp(self, sa, src_ip, dst_ip, sport, dport, data, now_ms=0):
