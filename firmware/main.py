@@ -54,14 +54,21 @@ def main():
         return
     from sipling.app import App
     from sipling.shell import loop
-    app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000)
-    if ip:
-        app.ua.local_ip = ip
     try:
-        transport = loop.PlainTransport(cfg)
+        if "ipsec-3gpp" in cfg["secagree"]["mechanisms"]:
+            # the one transport object: plain UDP until an ipsec agreement installs SAs
+            transport = loop.EspTransport(cfg, os.urandom)
+            hooks = (transport.agreed, transport.drop)
+        else:
+            transport = loop.PlainTransport(cfg)
+            hooks = (None, None)
     except OSError as e:
         return _fail(["cannot bind %s ports %d/%d (%s); is another sim running? change local.port_c/port_s"
                       % (cfg["local"]["host"], cfg["local"]["port_c"], cfg["local"]["port_s"], e)])
+    app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000,
+              on_agreed=hooks[0], on_drop=hooks[1])
+    if ip:
+        app.ua.local_ip = ip
     loop.run(app, transport, console=True)
 
 

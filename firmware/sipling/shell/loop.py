@@ -70,6 +70,9 @@ def run(app, transport, console=True):
         while True:
             now = clock.now_ms()
             app.handle_timer(now)
+            tick = getattr(transport, "tick", None)
+            if tick:
+                tick(now)  # ESP-in-UDP NAT keep-alive (RFC 3948 4)
             for data, dst in app.datagrams_to_send():
                 transport.send(data, dst)
             if app.stopping:
@@ -114,3 +117,88 @@ def run(app, transport, console=True):
     transport.close()
     log.info("app", "stopped (%s)" % app.ua.status())
     return 0
+
+
+class EspTransport:
+    """ipsec-3gpp / ipsec-man: the offer goes out plain (RFC 3329 2.3.1), everything after
+    the agreement inside ESP on the four SAs (DESIGN.md 4 table) over the configured carrier
+    (ESP-in-UDP, RFC 3948, or raw protocol 50). Requests leave on SA1 (our port-c -> their
+    port-s), responses to the proxy's requests on SA4 (our port-s -> their port-c). Once
+    protected, plain datagrams count as unprotected (the UA ignores requests among them)."""
+
+    def __init__(self, cfg, rand, carrier=None):
+        import binascii
+        from sipling.esp.sa import SADB
+        from sipling.shell import esp_carrier
+        ip = cfg["ipsec"]
+        self.cfg = cfg
+        self.plain = PlainTransport(cfg)
+        self.db = SADB(rand)
+        if carrier is None:
+            if ip["carrier"] == "raw":
+                carrier = esp_carrier.RawCarrier(self.db, cfg["local"]["host"])
+            else:
+                carrier = esp_carrier.UdpCarrier(self.db, cfg["local"]["host"], ip["encap_port"])
+        self.carrier = carrier
+        self.carrier.set_peer(cfg["proxy"]["host"], ip["peer_encap_port"])
+        self._ik = binascii.unhexlify(ip["ik"])
+        self._ck = binascii.unhexlify(ip["ck"])
+        self.pair = None
+        self.local = cfg["local"]["host"]
+        self.proxy = self.plain.proxy
+
+    def agreed(self, ag, now=0):
+        """SecAgree on_agreed hook: install the SAs before the first protected byte."""
+        if ag.mechanism != b"ipsec-3gpp":
+            return
+        self.drop(ag)
+        u, p = ag.local, ag.peer
+        self.pair = self.db.install_3gpp(u["spi_c"], u["spi_s"], u["port_c"], u["port_s"],
+                                         p["spi_c"], p["spi_s"], p["port_c"], p["port_s"],
+                                         ag.alg.decode(), ag.ealg.decode(), self._ik, self._ck, now)
+        log.info("esp", "installed SAs %s" % ag.describe())
+
+    def drop(self, ag=None):
+        if self.pair is not None:
+            self.db.remove_pair(self.pair)
+            self.pair = None
+            log.info("esp", "SAs removed")
+
+    def tick(self, now):
+        if self.pair is not None:
+            self.carrier.poll(now)
+
+    def socks(self):
+        return self.plain.socks() + (self.carrier.sock,)
+
+    def send(self, data, dst):
+        pr = self.pair
+        if pr is None:
+            return self.plain.send(data, dst)
+        sa = pr.out_s if data[:4] == b"SIP/" else pr.out_c
+        try:
+            self.carrier.send_udp(sa, self.local, dst[0], sa.sport, sa.dport, data)
+        except OSError as e:
+            log.warn("esp", "send failed: %s" % e)
+            return
+        log.trace("out", "udp", (self.local, sa.sport), (dst[0], sa.dport), data)
+
+    def recv(self, sock):
+        if sock is self.carrier.sock:
+            r = self.carrier.receive(0)
+            if r is None:
+                return None
+            sa, sport, dport, payload = r
+            data = bytes(payload)
+            src = (self.proxy[0], sport)
+            log.trace("in", "udp", src, (self.local, dport), data)
+            # the UA checks the source address only: an authenticated packet is the proxy's
+            return data, self.proxy, True
+        r = self.plain.recv(sock)
+        if r is None:
+            return None
+        return r[0], r[1], self.pair is None and r[2]
+
+    def close(self):
+        self.plain.close()
+        self.carrier.close()

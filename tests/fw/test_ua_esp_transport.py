@@ -1,0 +1,92 @@
+# The app's ESP transport seam (firmware/sipling/shell/loop.py EspTransport): after an
+# ipsec-3gpp agreement requests leave inside ESP-in-UDP on SA1, answers on SA4, inbound
+# ESP counts as protected and plain datagrams no longer do. The proxy side here is the ESP
+# core itself with the mirrored SA set (DESIGN.md 4 table), on loopback sockets.
+import binascii
+import time
+
+from sipling.esp.sa import SADB
+from sipling.shell import esp_carrier, net
+from sipling.shell.loop import EspTransport
+
+IK = "00112233445566778899aabbccddeeff"
+CK = "0f0e0d0c0b0a09080706050403020100"
+
+
+class Ag:
+    mechanism = b"ipsec-3gpp"
+    alg = b"hmac-sha-1-96"
+    ealg = b"aes-cbc"
+    local = {"spi_c": 3001, "spi_s": 3002, "port_c": 47162, "port_s": 47164}
+    peer = {"spi_c": 4001, "spi_s": 4002, "port_c": 47166, "port_s": 47168}
+
+    def describe(self):
+        return "ipsec-3gpp test"
+
+
+def rng(n):
+    return bytes(range(n))
+
+
+def wait(fn):
+    for _ in range(200):
+        r = fn()
+        if r is not None:
+            return r
+        time.sleep(0.005)
+    return None
+
+
+def test_esp_transport_protects_after_agreement():
+    cfg = {"local": {"host": "127.0.0.1", "port_c": 47062, "port_s": 47064},
+           "proxy": {"host": "127.0.0.1", "port": 47060},
+           "ipsec": {"carrier": "udp-encap", "encap_port": 47500, "peer_encap_port": 47501, "ik": IK, "ck": CK}}
+    t = EspTransport(cfg, rng)
+    pdb = SADB(rng)
+    pc = esp_carrier.UdpCarrier(pdb, "127.0.0.1", 47501, keepalive_ms=0)
+    pc.set_peer("127.0.0.1", 47500)
+    plain_peer = net.udp_socket("127.0.0.1", 47060)
+    try:
+        ag = Ag()
+        # before the agreement: plain UDP to the proxy's SIP port
+        t.send(b"REGISTER offer", ("127.0.0.1", 47060))
+        data, _ = wait(lambda: _recv(plain_peer))
+        assert data == b"REGISTER offer"
+        t.agreed(ag)
+        u, p = ag.local, ag.peer
+        ppair = pdb.install_3gpp(p["spi_c"], p["spi_s"], p["port_c"], p["port_s"],
+                                 u["spi_c"], u["spi_s"], u["port_c"], u["port_s"],
+                                 "hmac-sha-1-96", "aes-cbc", binascii.unhexlify(IK), binascii.unhexlify(CK))
+        # a request: SA1, our port-c -> their port-s
+        t.send(b"REGISTER protected", ("127.0.0.1", 47060))
+        sa, sport, dport, payload = wait(lambda: pc.receive(0))
+        assert bytes(payload) == b"REGISTER protected"
+        assert (sa.spi, sport, dport) == (p["spi_s"], u["port_c"], p["port_s"])
+        # a response to the proxy's request: SA4, our port-s -> their port-c
+        t.send(b"SIP/2.0 200 OK", ("127.0.0.1", 47060))
+        sa, sport, dport, payload = wait(lambda: pc.receive(0))
+        assert (sa.spi, sport, dport, bytes(payload)) == (p["spi_c"], u["port_s"], p["port_c"], b"SIP/2.0 200 OK")
+        # inbound on SA2 (their port-c -> our port-s) is protected and from the proxy
+        assert ppair.out_c.dport == u["port_s"]
+        pc.send_udp(ppair.out_c, "127.0.0.1", "127.0.0.1", p["port_c"], u["port_s"], b"MESSAGE in")
+        r = wait(lambda: t.recv(t.carrier.sock))
+        assert r == (b"MESSAGE in", ("127.0.0.1", 47060), True)
+        # plain datagrams from the proxy's address are no longer protected
+        plain_peer.sendto(b"MESSAGE plain", net.sockaddr("127.0.0.1", 47064))
+        r = wait(lambda: t.recv(t.plain.sock_s))
+        assert r == (b"MESSAGE plain", ("127.0.0.1", 47060), False)
+        # drop (renegotiation, tamper alarm): the SAs go away
+        t.drop()
+        assert t.pair is None and t.db.inbound == {}
+    finally:
+        t.close()
+        pc.close()
+        plain_peer.close()
+
+
+def _recv(s):
+    try:
+        d, a = s.recvfrom(2048)
+        return d, net.peer(a)
+    except OSError:
+        return None
