@@ -292,3 +292,12 @@ def test_with_parsed_messages_401_then_407():
     pp = _params(again.get_all(b"Proxy-Authorization")[0])
     assert pp[b"realm"] == b"edge" and b"qop" not in pp
     raises(DigestError, a.on_response, parse(message.response(reg, 403, b"No").serialize()))
+
+
+def test_unparsable_other_field_does_not_hide_digest():
+    neg = b"Negotiate YIIabc=="
+    dig = _chal(b"n9")
+    assert choose([neg, dig])[0][b"nonce"] == b"n9"
+    raises(DigestError, choose, [neg])
+    a = DigestAuth(b"alice", b"pw", _Rand())
+    assert a.on_challenge(401, [neg, dig]) == AUTH_RETRY

@@ -187,8 +187,14 @@ def choose(values, algorithm=None):
     d-alg). Returns a list of params dicts (one per realm, in first-seen order)."""
     best = {}
     order = []
+    err = None
     for v in values:
-        for scheme, p in parse_challenges(v):
+        try:
+            chs = parse_challenges(v)
+        except DigestError as e:  # e.g. a token68 scheme we do not speak: skip that field
+            err = e
+            continue
+        for scheme, p in chs:
             if scheme != b"digest" or b"nonce" not in p or b"realm" not in p:
                 continue
             alg = canonical_alg(p.get(b"algorithm"))
@@ -203,6 +209,8 @@ def choose(values, algorithm=None):
                 order.append(realm)
             if cur is None or rank > cur[0]:
                 best[realm] = (rank, p)
+    if not order and err is not None:
+        raise err
     return [best[r][1] for r in order]
 
 
