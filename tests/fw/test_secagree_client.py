@@ -305,3 +305,17 @@ def test_logs_name_the_choice_and_never_keys():
     line = [d for k, d in ev if k == "log"][-1]
     assert line.startswith("sec-agree: agreed ipsec-3gpp alg=hmac-sha-1-96 ealg=aes-cbc ours spi-c=")
     assert "theirs spi-c=4294967295 spi-s=3000000001 port-c=5100 port-s=5101" in line
+
+
+def test_what_counts_as_a_digest_challenge():
+    lines = lines_of(KAM)
+    for ch, ok in (((b"WWW-Authenticate", b'Digest\trealm="r", nonce="n"'), True),
+                   ((b"Proxy-Authenticate", b'  DIGEST realm="r", nonce="n"'), True),
+                   ((b"WWW-Authenticate", b'Basic realm="r"'), False),
+                   ((b"WWW-Authenticate", b'Digestx realm="r"'), False),
+                   ((b"WWW-Authenticate", b"Digest"), False),
+                   ((b"Authentication-Info", b'Digest realm="r"'), False)):
+        c = SecAgreeClient(pol(), SeqRand())
+        c.start(0)
+        ev = c.on_response(494, [(b"Security-Server", v) for v in lines] + [ch], 10)
+        assert ("agreed" in kinds(ev)) == ok, ch

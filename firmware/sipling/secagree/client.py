@@ -52,7 +52,9 @@ def header_lines(resp, name):
 def _has_digest_challenge(resp):
     for h in (b"WWW-Authenticate", b"Proxy-Authenticate"):
         for v in header_lines(resp, h):
-            if v.lstrip()[:7].lower() == b"digest " or v.strip().lower() == b"digest":
+            v = v.strip(b" \t\r\n")
+            # challenge = "Digest" LWS digest-cln *(COMMA digest-cln) (RFC 3261 25.1)
+            if v[:6].lower() == b"digest" and len(v) > 7 and v[6] in b" \t\r\n":
                 return True
     return False
 
