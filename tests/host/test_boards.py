@@ -140,3 +140,66 @@ def test_mipgen_finds_new_files(tmp_path):
     assert mipgen.main([str(tmp_path)]) == 0
     pkg = json.loads((tmp_path / "package.json").read_text())
     assert [u[0] for u in pkg["urls"]] == ["main.py", "sipling/__init__.py", "sipling/sub/data.bin", "sipling/sub/x.py"]
+
+
+# A board as the ESP32 port sets it up: littlefs2 mounted at "/" and cwd "/" (the unix port
+# mounts its host filesystem there; this stub swaps in a file-backed VfsLfs2 first).
+LFS_ROOT_STUB = '''
+import vfs, os, sys
+class Bdev:
+    def __init__(s, p, n):
+        s.f = open(p, "r+b")
+        s.n = n
+    def readblocks(s, n, buf, off=0):
+        s.f.seek(n * 4096 + off)
+        s.f.readinto(buf)
+    def writeblocks(s, n, buf, off=0):
+        s.f.seek(n * 4096 + off)
+        s.f.write(buf)
+        s.f.flush()
+    def ioctl(s, op, arg):
+        if op == 4:
+            return s.n
+        if op == 5:
+            return 4096
+        return 0
+_bd = Bdev(%r, %d)
+vfs.umount("/")
+vfs.mount(vfs.VfsLfs2(_bd), "/")
+os.chdir("/")
+sys.path[:] = ["", ".frozen", "/lib"]
+'''
+
+
+def test_mip_install_from_local_package_json(tmp_path):
+    """`mpremote mip install --target / package.json` onto littlefs at "/" puts main.py and
+    sipling/ where `sipling image` puts them, and the package imports from there."""
+    import subprocess
+    import sys
+    from sipling_host.ptyboard import PtyBoard, micropython_path
+    if not os.path.exists(micropython_path()):
+        pytest.skip("MicroPython unix port missing (make setup installs it)")
+    fw = tmp_path / "fw"
+    (fw / "sipling" / "sub").mkdir(parents=True)
+    (fw / "main.py").write_text("import sipling\n")
+    (fw / "sipling" / "__init__.py").write_text("V = 1\n")
+    (fw / "sipling" / "sub" / "__init__.py").write_text("")
+    (fw / "sipling" / "sub" / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    mipgen.main([str(fw)])
+    board = boards.load_board("esp32-c3")
+    img, _used = image.build_vfs([], board)
+    (tmp_path / "vfs.bin").write_bytes(img)
+    (tmp_path / "stub.py").write_text(LFS_ROOT_STUB % (str(tmp_path / "vfs.bin"), board["vfs_blocks"]))
+    with PtyBoard(str(tmp_path / "stub.py"), cwd=str(tmp_path / "cwd"), link=str(tmp_path / "b.tty"),
+                  micropath=[".frozen"]) as b:
+        b.wait_output(b">>>", timeout=10)
+        mp = [sys.executable, "-m", "mpremote", "connect", b.path, "resume"]
+        r = subprocess.run(mp + ["mip", "install", "--target", "/", str(fw / "package.json")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "Done" in r.stdout, r.stdout + r.stderr
+        r = subprocess.run(mp + ["exec", "import sipling.sub.calc as c; print(c.__file__, c.add(2, 3))"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout.split() == ["sipling/sub/calc.py", "5"], r.stdout + r.stderr
+    got = image.read_vfs((tmp_path / "vfs.bin").read_bytes(), board)
+    assert sorted(got) == ["/main.py", "/sipling/__init__.py", "/sipling/sub/__init__.py", "/sipling/sub/calc.py"]
+    assert got["/sipling/sub/calc.py"] == (fw / "sipling" / "sub" / "calc.py").read_bytes()
