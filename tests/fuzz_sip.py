@@ -153,14 +153,14 @@ def exercise(data, rng, counts):
                 pass
 
 
+class Counter(dict):
+    def __missing__(self, k):
+        return 0
+
+
 def run(n, seed=1, report=True):
     rng = random.Random(seed)
     pool = seeds()
-    counts = {}
-
-    class Counter(dict):
-        def __missing__(self, k):
-            return 0
     counts = Counter()
     for it in range(n):
         data = mutate(rng, rng.choice(pool), pool)
