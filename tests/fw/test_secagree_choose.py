@@ -84,6 +84,13 @@ def test_alg_and_ealg_are_never_picked_independently():
                       "alg=hmac-md5-96 ealg=aes-cbc was not offered")
 
 
+def test_appendix_a_single_spi_form_is_refused_with_reason():
+    lines = [b"ipsec-3gpp;q=0.3;alg=hmac-sha-1-96;ealg=null;spi=7;port1=5060;port2=5061", b"digest;q=0.1"]
+    best, ip, refused = choose(lines, pol(), True)
+    assert best.name == b"digest"
+    assert refused[0] == (lines[0], "single-SPI form (RFC 3329 App. A spi/port1/port2) cannot be set up as four SAs")
+
+
 def test_absent_ealg_means_null():
     best, ip, _ = choose([b"ipsec-3gpp;q=0.1;alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=3;port-s=4"],
                          pol(), False)
@@ -129,8 +136,8 @@ def test_ipsec_man_is_chosen_as_is():
 def test_policy_never_allows_no_protection():
     e = raises(PolicyError, Policy, mechanisms=("digest",), require_ipsec=True, digest=True)
     assert "never runs without protection" in str(e)
-    e = raises(PolicyError, Policy, mechanisms=("ipsec-3gpp",), ipsec_algs=(("hmac-sha-1-96", "des-ede3-cbc"),))
-    assert str(e) == "ipsec alg pair hmac-sha-1-96/des-ede3-cbc is not supported"
+    e = raises(PolicyError, Policy, mechanisms=("ipsec-3gpp",), ipsec_algs=(("hmac-sha-1-96", "aes-gcm"),))
+    assert str(e) == "ipsec alg pair hmac-sha-1-96/aes-gcm is not supported"
 
 
 def test_policy_from_device_config():

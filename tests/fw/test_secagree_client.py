@@ -319,3 +319,15 @@ def test_what_counts_as_a_digest_challenge():
         c.start(0)
         ev = c.on_response(494, [(b"Security-Server", v) for v in lines] + [ch], 10)
         assert ("agreed" in kinds(ev)) == ok, ch
+
+
+def test_agreement_installs_into_the_esp_sadb():
+    from sipling.esp.sa import SADB
+    c, ev = agreed_client(OIMS, status=401, extra=[CHALLENGE])
+    ag = data(ev, "agreed")
+    db = SADB(SeqRand(7))
+    pair = db.install_3gpp(ik=bytes(range(16)), ck=bytes(range(16, 32)), **ag.sa_args())
+    got = [(sa.spi, sa.sport, sa.dport) for sa in pair.all()]
+    assert got == [(spi, sp, dp) for _, _, sp, dp, spi in ag.sas()]
+    assert db.lookup(c.local["spi_s"]) is pair.in_s and db.lookup(c.local["spi_c"]) is pair.in_c
+    raises(ValueError, agreed_client(extra=[CHALLENGE])[0].agreement.sa_args)

@@ -65,6 +65,19 @@ class Agreement:
             (4, "out", u["port_s"], p["port_c"], p["spi_c"]),
         ]
 
+    def sa_args(self):
+        """Keyword arguments for sipling.esp SADB.install_3gpp (everything but the keys,
+        which the app takes from its key store): SPIs, ports, alg, ealg as str."""
+        if self.mechanism != _p.IPSEC_3GPP:
+            raise ValueError("sa_args is for ipsec-3gpp")
+        u = self.local
+        p = self.peer
+        return {"our_spi_c": u["spi_c"], "our_spi_s": u["spi_s"],
+                "our_port_c": u["port_c"], "our_port_s": u["port_s"],
+                "their_spi_c": p["spi_c"], "their_spi_s": p["spi_s"],
+                "their_port_c": p["port_c"], "their_port_s": p["port_s"],
+                "alg": self.alg.decode(), "ealg": self.ealg.decode()}
+
     def inbound_ports(self):
         """UDP responses are accepted on both our ports: servers disagree where they go."""
         return (self.local["port_c"], self.local["port_s"])

@@ -101,6 +101,10 @@ def _candidate(x, policy):
             return "mod=%s not supported (transport only)" % ip["mod"].decode()
         if ip["alg"] is not None and (ip["alg"], ip["ealg"]) not in policy.ipsec_algs:
             return "alg=%s ealg=%s was not offered" % (ip["alg"].decode(), ip["ealg"].decode())
+        if b"spi" in x.params:
+            # Appendix A: one inbound SPI for both server ports; our SA database keeps the
+            # four TS 33.203 SAs with distinct SPIs (DESIGN.md 4), so this form cannot run
+            return "single-SPI form (RFC 3329 App. A spi/port1/port2) cannot be set up as four SAs"
     elif x.name == _p.DIGEST:
         a = x.params.get(b"d-alg")
         if a is not None and a.lower() not in _p.D_ALGS:
