@@ -301,3 +301,11 @@ def test_unparsable_other_field_does_not_hide_digest():
     raises(DigestError, choose, [neg])
     a = DigestAuth(b"alice", b"pw", _Rand())
     assert a.on_challenge(401, [neg, dig]) == AUTH_RETRY
+
+
+def test_challenges_we_cannot_answer_are_unsupported():
+    a = DigestAuth(b"alice", b"pw", _Rand())
+    r = a.on_challenge(401, [b'Digest realm="r", nonce="n", qop="auth-conf"'])
+    assert r == AUTH_UNSUPPORTED and "auth-conf" in a.reason
+    r = a.on_challenge(401, [b'Digest realm="r", nonce="n", algorithm=MD5-sess'])
+    assert r == AUTH_UNSUPPORTED and "MD5-sess without qop" in a.reason

@@ -233,3 +233,27 @@ def test_matches_independent_hashlib(alg, qop, user, realm, pw, nonce, cnonce, n
     assert p[b"username"] == user and p[b"realm"] == realm
     assert p.get(b"opaque") == opaque
     assert p[b"algorithm"].lower() == alg.lower().encode()
+
+
+_chal_bytes = st.one_of(
+    st.binary(max_size=120),
+    st.lists(st.sampled_from([b"Digest", b" ", b",", b"=", b'"', b"\\", b"realm", b"nonce",
+                              b"qop", b"auth", b"algorithm", b"SHA-256", b"stale", b"true",
+                              b"\t", b"\r\n ", b"x"]), max_size=40).map(b"".join))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_chal_bytes)
+def test_challenge_parser_raises_only_its_own_error(v):
+    try:
+        out = digest.parse_challenges(v)
+    except digest.DigestError:
+        return
+    for scheme, params in out:
+        assert isinstance(scheme, bytes) and isinstance(params, dict)
+    a = DigestAuth(b"u", b"p", _rand)
+    r = a.on_challenge(401, [v])
+    assert r in (AUTH_RETRY, digest.AUTH_UNSUPPORTED)
+    if r == AUTH_RETRY:
+        for name, value in a.credentials(b"REGISTER", b"sip:x"):
+            assert digest.parse_challenges(value)[0][0] == b"digest"

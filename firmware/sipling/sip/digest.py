@@ -302,6 +302,16 @@ class DigestAuth:
             self.reason = "%d without a Digest challenge we support" % status
             return AUTH_UNSUPPORTED
         for p in chosen:
+            try:  # can we answer it? (qop we speak; -sess needs a qop)
+                q = pick_qop(p.get(b"qop"), b"", self.qop)
+                alg = canonical_alg(self.algorithm or p.get(b"algorithm"))
+                if q is None and _lower(alg).endswith(b"-sess"):
+                    raise DigestError("%s without qop" % alg.decode())
+            except DigestError as e:
+                self.reason = "cannot answer the challenge of realm %s: %s" % (
+                    p[b"realm"].decode(), e)
+                return AUTH_UNSUPPORTED
+        for p in chosen:
             realm = p[b"realm"]
             key = (status, realm)
             old = self._st.get(key)
