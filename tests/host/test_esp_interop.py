@@ -218,3 +218,74 @@ def test_firmware_accepts_scapy_packets(session):
     assert d["keepalives_rx"] == 1
     assert d["drops"] == {"unknown_spi": 0, "bad_icv": 1, "replay": 0, "bad_pad": 0,
                           "too_short": 0, "bad_inner": 0}
+
+
+def test_raw_esp_protocol_50_both_directions(tmp_path):
+    """The raw carrier (ESP directly in IPv4, protocol 50): tshark authenticates what the
+    firmware sends, and the firmware accepts scapy's packets. Needs root (raw sockets)."""
+    if os.geteuid() != 0:
+        pytest.skip("raw ESP sockets need root")
+    for b in ("dumpcap", "tshark"):
+        if not shutil.which(b):
+            pytest.skip("%s not installed" % b)
+    if not os.path.exists(MP):
+        pytest.skip("MicroPython unix port missing at %s" % MP)
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.ipsec import ESP, SecurityAssociation
+    from scapy.packet import Raw
+    pairs = _pairs()
+    pcap = str(tmp_path / "raw.pcapng")
+    cap = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", "ip proto 50", "-w", pcap],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(pcap) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        conf = {"pairs": pairs, "carrier": "raw", "our_port_c": UE_PC, "our_port_s": UE_PS,
+                "their_port_c": PX_PC, "their_port_s": PX_PS, "sip": SIP,
+                "expect": len(pairs), "timeout_ms": 8000}
+        cpath = tmp_path / "conf.json"
+        cpath.write_text(json.dumps(conf))
+        env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
+        mp = subprocess.Popen([MP, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = mp.stdout.readline()
+        assert first.startswith("SENT"), first + mp.stderr.read()
+        for i, p in enumerate(pairs):
+            akey, ekey = _keys(p["alg"], p["ealg"], bytes.fromhex(p["ik"]), bytes.fromhex(p["ck"]))
+            sa = SecurityAssociation(ESP, spi=p["our_spi_s"], crypt_algo=SCAPY_ENC[p["ealg"]],
+                                     crypt_key=ekey or None, auth_algo=SCAPY_AUTH[p["alg"]],
+                                     auth_key=akey)
+            pkt = sa.encrypt(IP(src="127.0.0.1", dst="127.0.0.1") /
+                             UDP(sport=PX_PC, dport=UE_PS) / Raw(b"SIP/2.0 200 OK raw %d" % i))
+            raw.sendto(bytes(pkt[ESP]), ("127.0.0.1", 0))
+        out, err = mp.communicate(timeout=15)
+    finally:
+        raw.close()
+        time.sleep(0.3)
+        cap.send_signal(signal.SIGINT)
+        cap.wait(timeout=10)
+    acc = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [a["payload"] for a in acc] == ["SIP/2.0 200 OK raw %d" % i for i in range(len(pairs))], out + err
+    uat = tmp_path / "uat"
+    rows = []
+    for p in pairs:
+        akey, ekey = _keys(p["alg"], p["ealg"], bytes.fromhex(p["ik"]), bytes.fromhex(p["ck"]))
+        rows.append('"IPv4","*","*","0x%08x","%s","%s","%s","0x%s"' % (
+            p["their_spi_s"], TSHARK_ENC[p["ealg"]], ("0x" + ekey.hex()) if ekey else "",
+            TSHARK_AUTH[p["alg"]], akey.hex()))
+    uat.write_text("\n".join(rows) + "\n")
+    r = subprocess.run([os.path.join(HERE, "esp", "tshark_esp_decode.sh"), pcap, str(uat), "4500",
+                        "-d", "udp.port==%d,sip" % PX_PS, "-T", "fields", "-E", "separator=/t",
+                        "-e", "esp.spi", "-e", "esp.icv_good", "-e", "sip.Request-Line"],
+                       capture_output=True, text=True, timeout=60)
+    seen = {}
+    for line in r.stdout.splitlines():
+        f = line.split("\t")
+        if len(f) >= 3 and f[0]:
+            seen.setdefault(int(f[0], 16), f)
+    for p in pairs:
+        f = seen.get(p["their_spi_s"])
+        assert f and f[1] == "1" and f[2] == "MESSAGE sip:owner@example.test SIP/2.0", (p, r.stdout)
