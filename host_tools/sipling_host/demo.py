@@ -84,7 +84,11 @@ class Proc:
             if rx.search(line):
                 return line
 
-    def stop(self, sig=signal.SIGTERM, timeout=8):
+    def stop(self, sig=signal.SIGTERM, timeout=8, grace=0):
+        """Wait `grace` s for a natural exit, then signal its process group; the exit code."""
+        if grace:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.p.wait(timeout=grace)
         if self.p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.p.pid, sig)
@@ -206,7 +210,7 @@ def run_demo(base):
         _say("shutting down: the board de-registers, then the edge and Kamailio stop")
         board.send("quit")
         board.wait_for(r"unregistered|de-register|stopped", 8)
-        rc = board.stop(signal.SIGINT)
+        rc = board.stop(signal.SIGINT, grace=5)
         procs.remove(board)
         edge.stop()
         procs.remove(edge)
