@@ -24,15 +24,18 @@ def parse_trace(line):
         src = _addr(parts[4])
         dst = _addr(parts[5])
         data = binascii.a2b_base64(parts[6])
-    except (ValueError, binascii.Error):
+    except (ValueError, OSError, binascii.Error):
         return None
     return int(parts[0]), parts[2], parts[3], src, dst, data
 
 
 def _addr(text):
     host, _, port = text.rpartition(":")
-    socket.inet_aton(host)
-    return host, int(port)
+    socket.inet_pton(socket.AF_INET, host)
+    p = int(port)
+    if not 0 <= p < 65536:
+        raise ValueError("port")
+    return host, p
 
 
 def _csum(data):
