@@ -187,9 +187,13 @@ def test_state_wrong_password_gives_up():
     a = DigestAuth(b"alice", b"wrong", _Rand())
     assert a.on_challenge(401, [_chal(b"n1")]) == AUTH_RETRY
     a.credentials(b"REGISTER", b"sip:sip.test")
-    # a fresh nonce without stale=true: the server says the credentials are bad (RFC 2617 3.2.1)
-    assert a.on_challenge(401, [_chal(b"n2")]) == AUTH_FAILED
-    assert "rejected the credentials of alice" in a.reason
+    # a fresh nonce without stale=true: one more try (an expired nonce some servers do not
+    # flag), then a second rejection in a row is final (RFC 2617 3.2.1)
+    assert a.on_challenge(401, [_chal(b"n2")]) == AUTH_RETRY
+    (_, v), = a.credentials(b"REGISTER", b"sip:sip.test")
+    assert _params(v)[b"nonce"] == b"n2" and _params(v)[b"nc"] == b"00000001"
+    assert a.on_challenge(401, [_chal(b"n3")]) == AUTH_FAILED
+    assert "rejected the credentials of alice twice" in a.reason
     assert "wrong" not in a.reason  # the password never appears
     b = DigestAuth(b"bob", b"pw", _Rand())
     b.on_challenge(401, [_chal(b"n1")])
@@ -309,3 +313,24 @@ def test_challenges_we_cannot_answer_are_unsupported():
     assert r == AUTH_UNSUPPORTED and "auth-conf" in a.reason
     r = a.on_challenge(401, [b'Digest realm="r", nonce="n", algorithm=MD5-sess'])
     assert r == AUTH_UNSUPPORTED and "MD5-sess without qop" in a.reason
+
+
+def test_stale_resets_the_no_stale_retry():
+    a = DigestAuth(b"alice", b"pw", _Rand())
+    a.on_challenge(401, [_chal(b"n1")])
+    a.credentials(b"REGISTER", b"sip:sip.test")
+    assert a.on_challenge(401, [_chal(b"n2")]) == AUTH_RETRY          # expired, not flagged
+    a.credentials(b"REGISTER", b"sip:sip.test")
+    assert a.on_challenge(401, [_chal(b"n3", stale=True)]) == AUTH_RETRY
+    a.credentials(b"REGISTER", b"sip:sip.test")
+    # stale=true says the digest was right: the next unflagged rejection gets its one retry
+    assert a.on_challenge(401, [_chal(b"n4")]) == AUTH_RETRY
+    a.credentials(b"REGISTER", b"sip:sip.test")
+    assert a.on_challenge(401, [_chal(b"n5")]) == AUTH_FAILED         # second non-stale in a row
+    b = DigestAuth(b"bob", b"pw", _Rand())
+    b.on_challenge(401, [_chal(b"n1")])
+    b.credentials(b"REGISTER", b"sip:sip.test")
+    assert b.on_challenge(401, [_chal(b"n2")]) == AUTH_RETRY
+    b.credentials(b"REGISTER", b"sip:sip.test")
+    b.on_success()                                                    # the retry worked
+    assert b.on_challenge(401, [_chal(b"n3")]) == AUTH_RETRY

@@ -3,7 +3,8 @@
 1. Kamailio 5.6 auth module as the server (pv_www_authenticate / pv_proxy_authenticate with a
    plain-text password, no DB), one instance with MD5 and one with `algorithm SHA-256`, on free
    loopback ports. REGISTER/MESSAGE requests carry credentials computed by our code: the right
-   password gets 200, a wrong one a new 401/407 and DigestAuth says AUTH_FAILED.
+   password gets 200, a wrong one a new 401/407 and DigestAuth says AUTH_FAILED. A third
+   instance with a 1 s nonce lifetime checks the expired-nonce retry, with stale=true and without.
 2. CPython's hashlib, written out here from the RFC 2617 / RFC 7616 formulas, for the cases no
    RFC vector covers (-sess, auth-int), over hypothesis-generated inputs.
 """
@@ -50,8 +51,11 @@ request_route {
 	}
 	xlog("L_INFO", "auth $rm $rU rc=$var(rc)\\n");
 	if ($var(rc) == 1) { sl_send_reply("200", "OK"); exit; }
-	if ($rU =~ "^proxy") { proxy_challenge("$td", "1"); }
-	else { www_challenge("$td", "1"); }
+	# an expired nonce (-4) is flagged stale=true (flag 16) only for users stale*
+	$var(flags) = 1;
+	if ($var(rc) == -4 && $rU =~ "^stale") { $var(flags) = 17; }
+	if ($rU =~ "^proxy") { proxy_challenge("$td", "$var(flags)"); }
+	else { www_challenge("$td", "$var(flags)"); }
 	exit;
 }
 """
@@ -66,11 +70,12 @@ def _free_udp_port():
 
 
 class Kamailio:
-    def __init__(self, algorithm):
+    def __init__(self, algorithm, extra=""):
         self.algorithm = algorithm.encode()
         self.dir = tempfile.mkdtemp(prefix="sipling-kam-")
         self.port = _free_udp_port()
         alg = 'modparam("auth", "algorithm", "%s")' % algorithm if algorithm else ""
+        alg += "\n" + extra
         cfg = os.path.join(self.dir, "k.cfg")
         with open(cfg, "w") as f:
             f.write(CFG % {"port": self.port, "mpath": MODULES, "algparam": alg,
@@ -173,7 +178,13 @@ def test_kamailio_accepts_our_digest(kam):
 def test_kamailio_refuses_wrong_password_and_we_give_up(kam):
     first, final, auth = _round(kam, b"alice", b"not-the-password")
     assert first.status == 401 and final.status == 401
-    assert auth.on_response(final) == AUTH_FAILED
+    req = kam.request(b"REGISTER", b"alice")
+    rounds = 0
+    while auth.on_response(final) == AUTH_RETRY:   # a fresh nonce earns at most one more try
+        rounds += 1
+        assert rounds == 1
+        final = kam.exchange(auth.apply(req))
+        assert final.status == 401
     assert "rejected the credentials of alice" in auth.reason
     assert "not-the-password" not in auth.reason
 
@@ -185,6 +196,32 @@ def test_kamailio_proxy_auth_407(kam):
     first, final, auth = _round(kam, b"proxyuser", b"bad", b"MESSAGE", b"relay on")
     assert final.status == 407
     assert auth.on_response(final) == AUTH_FAILED
+
+
+@pytest.fixture(scope="module")
+def kam_expiring():
+    if not KAMAILIO:
+        pytest.skip("kamailio not installed (apt-get install kamailio)")
+    k = Kamailio("", 'modparam("auth", "nonce_expire", 1)')
+    yield k
+    k.stop()
+
+
+@pytest.mark.parametrize("user", [b"stale1", b"plain1"])
+def test_kamailio_expired_nonce_is_retried(kam_expiring, user):
+    """RFC 2617 3.2.1 stale=true: retry with the new nonce, not a password failure. Servers
+    that do not flag the expiry (plain www_challenge) get one retry with the fresh nonce."""
+    kam = kam_expiring
+    first, final, auth = _round(kam, user, PASSWORD)
+    assert final.status == 200
+    time.sleep(2.2)                                  # the nonce expires (nonce_expire 1 s)
+    req = kam.request(b"REGISTER", user)
+    again = kam.exchange(auth.apply(req))            # old nonce, nc=2: rejected
+    assert again.status == 401
+    stale = b"stale=true" in again.get(b"WWW-Authenticate").lower()
+    assert stale == user.startswith(b"stale")
+    assert auth.on_response(again) == AUTH_RETRY, auth.reason
+    assert kam.exchange(auth.apply(req)).status == 200
 
 
 # No Kamailio auth-int test: the 5.6 auth module never hashes the body (src/modules/auth/api.c,

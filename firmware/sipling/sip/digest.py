@@ -284,7 +284,7 @@ class DigestAuth:
         self.algorithm = algorithm  # forced (sec-agree d-alg)
         self.qop = qop              # forced (sec-agree d-qop)
         self.reason = ""
-        self._st = {}  # (status, realm) -> [params, nc, cnonce, answered, stale_count]
+        self._st = {}  # (status, realm) -> [params, nc, cnonce, answered, stales, rejects]
 
     def _cnonce(self):
         return binascii.hexlify(self._rand(8))
@@ -316,22 +316,27 @@ class DigestAuth:
             key = (status, realm)
             old = self._st.get(key)
             stale = _lower(p.get(b"stale", b"")) == b"true"
+            st = [p, 0, self._cnonce(), False, 0, 0]
             if old is not None and old[3]:
+                who = (realm.decode(), self.username.decode())
                 if old[0][b"nonce"] == p[b"nonce"]:
-                    self.reason = "realm %s rejected the credentials of %s (same nonce challenged twice)" % (
-                        realm.decode(), self.username.decode())
+                    self.reason = "realm %s rejected the credentials of %s (same nonce challenged twice)" % who
                     return AUTH_FAILED
-                if not stale:
-                    # RFC 2617 3.2.1 stale: absent/false means username/password are invalid
-                    self.reason = "realm %s rejected the credentials of %s (no stale=true)" % (
-                        realm.decode(), self.username.decode())
-                    return AUTH_FAILED
-                if old[4] + 1 > _MAX_STALE:
-                    self.reason = "realm %s answered stale=true %d times" % (realm.decode(), old[4] + 1)
-                    return AUTH_FAILED
-                self._st[key] = [p, 0, self._cnonce(), False, old[4] + 1]
-            else:
-                self._st[key] = [p, 0, self._cnonce(), False, 0]
+                st[4] = old[4]
+                if stale:  # RFC 2617 3.2.1: the digest was right, the nonce old: retry, bounded
+                    st[4] = old[4] + 1
+                    if st[4] > _MAX_STALE:
+                        self.reason = "realm %s answered stale=true %d times" % (who[0], st[4])
+                        return AUTH_FAILED
+                else:
+                    # No stale=true: RFC 2617 3.2.1 reads this as bad credentials, but servers
+                    # that let a nonce expire without saying stale exist (Kamailio with plain
+                    # www_challenge), so a fresh nonce earns one more try, not two in a row.
+                    st[5] = old[5] + 1
+                    if st[5] > 1:
+                        self.reason = "realm %s rejected the credentials of %s twice (no stale=true)" % who
+                        return AUTH_FAILED
+            self._st[key] = st
         self.reason = "challenged by %d, retrying" % status
         return AUTH_RETRY
 
@@ -339,7 +344,7 @@ class DigestAuth:
         """A request carrying our credentials succeeded: the next challenge is a fresh start."""
         for st in self._st.values():
             st[3] = False
-            st[4] = 0
+            st[4] = st[5] = 0
 
     def credentials(self, method, uri, body=b""):
         """[(header name, value)] for every realm we hold a challenge for; counts nc."""
