@@ -48,18 +48,21 @@ class Hmac:
         return o.digest()
 
     def icv_into(self, data, out, off):
-        """Write the truncated ICV of data into out[off:off+icv_len]."""
+        """Write the truncated ICV of data into out[off:off+icv_len] (bytes after the ICV,
+        up to the full digest length, may be overwritten when out has room)."""
         d = self.digest(data)
-        for i in range(self.icv_len):
-            out[off + i] = d[i]
+        n = len(d)
+        if off + n <= len(out):
+            out[off:off + n] = d  # same length: a copy in C, no resize
+        else:
+            for i in range(self.icv_len):
+                out[off + i] = d[i]
 
     def verify(self, data, icv, off):
         """True if icv[off:off+icv_len] is the ICV of data; constant time in the ICV bytes."""
-        d = self.digest(data)
-        acc = 0
-        for i in range(self.icv_len):
-            acc |= d[i] ^ icv[off + i]
-        return acc == 0
+        if _ct_eq is None:
+            _pick()
+        return _ct_eq(self.digest(data), icv, off, self.icv_len)
 
 
 class NullAuth:
@@ -72,6 +75,29 @@ class NullAuth:
 
     def verify(self, data, icv, off):
         return True
+
+
+def _ct_eq_plain(a, b, boff, n):
+    acc = 0
+    for i in range(n):
+        acc |= a[i] ^ b[boff + i]
+    return acc == 0
+
+
+_ct_eq = None
+
+
+def _pick():
+    # The viper compare where this port can run it, else the plain loop.
+    global _ct_eq
+    _ct_eq = _ct_eq_plain
+    import sys
+    if sys.implementation.name == "micropython":
+        try:
+            from .viper_sum import ct_eq
+            _ct_eq = ct_eq
+        except Exception:
+            pass
 
 
 def make(alg, key):
