@@ -153,3 +153,10 @@ def test_policy_from_device_config():
     assert from_config(cfg).offered() == [b"ipsec-3gpp", b"ipsec-man"]
     del cfg["ipsec"]["ik"]   # no keys: ipsec-3gpp cannot run, so it is not offered
     assert from_config(cfg).offered() == [b"ipsec-man"]
+
+
+def test_policy_accepts_every_pair_the_device_config_accepts():
+    from sipling import config
+    pairs = [(a, e) for a in config.ALGS for e in config.EALGS]
+    p = Policy(mechanisms=("ipsec-3gpp",), ipsec_algs=pairs)
+    assert len(p.ipsec_algs) == len(pairs)

@@ -17,8 +17,9 @@ IPSEC_MECHS = (IPSEC_3GPP, IPSEC_MAN)
 
 # What our ESP (sipling.esp: hashlib HMACs, cryptolib AES-CBC, its own 3DES) can run.
 # RFC 3329 Appendix A names hmac-md5-96, hmac-sha-1-96, des-ede3-cbc and null; TS 33.203
-# adds aes-cbc. Which pairs are offered is the config's choice (ipsec.algs).
-ALGS = (b"hmac-sha-1-96", b"hmac-md5-96")
+# adds aes-cbc; hmac-sha-256-128 (RFC 4868) is what sipling.esp and sipling.config also
+# accept. Which pairs are offered is the config's choice (ipsec.algs).
+ALGS = (b"hmac-sha-1-96", b"hmac-md5-96", b"hmac-sha-256-128")
 EALGS = (b"aes-cbc", b"des-ede3-cbc", b"null")
 # RFC 2617 3.2.1 algorithm values (d-alg) and qop values (d-qop) we can compute.
 D_ALGS = (b"md5", b"md5-sess")
