@@ -167,3 +167,67 @@ def test_serialize_round_trip():
 def test_option_tags():
     assert mech.option_tags([b"path, SEC-AGREE", b" timer"]) == {b"path", b"sec-agree", b"timer"}
     assert b"sec-agree" not in mech.option_tags([b"sec-agreement"])
+
+
+def _rng(seed):
+    state = [seed]
+
+    def r(n):
+        state[0] = (state[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return (state[0] >> 8) % n
+    return r
+
+
+def _random_list(r):
+    names = [b"ipsec-3gpp", b"digest", b"tls", b"ipsec-man", b"x-foo", b"ipsec-ike"]
+    qs = list(range(0, 1001, 7))
+    out = []
+    for i in range(1 + r(4)):
+        params = [(b"q", b"0.%03d" % qs.pop(r(len(qs))))]
+        for j in range(r(6)):
+            k = b"p%d" % j
+            kind = r(3)
+            if kind == 0:
+                v = b"%d" % (r(4294967) * 1000 + r(1000))
+            elif kind == 1:
+                v = b"tok-" + b"abc.!%*_+`'~"[r(5):]
+            else:
+                v = b'"' + b"x, y; z=w"[r(4):] + b'"'
+            params.append((k, v))
+        out.append((names[r(len(names))], params))
+    return out
+
+
+def _render(mlist, r, style):
+    items = []
+    for name, params in mlist:
+        ps = list(params)
+        if style >= 2:   # shuffle parameter order
+            for i in range(len(ps) - 1, 0, -1):
+                j = r(i + 1)
+                ps[i], ps[j] = ps[j], ps[i]
+        parts = [name.upper() if style >= 3 and r(2) else name]
+        for k, v in ps:
+            sp = b" " * r(3) if style >= 1 else b""
+            kk = k.upper() if style >= 3 and r(2) else k
+            parts.append(sp + b";" + sp + kk + sp + b"=" + sp + v)
+        items.append(b"".join(parts))
+    if style % 2:
+        return [(b" , " if style >= 1 else b",").join(items)]
+    return items
+
+
+def _canon(ms):
+    return sorted((m.name, m.q, sorted(m.params.items())) for m in ms)
+
+
+def test_every_style_of_the_same_list_parses_the_same():
+    # deterministic pseudo-random lists, rendered split/joined, spaced, shuffled, mixed case
+    r = _rng(20260101)
+    for _ in range(150):
+        ml = _random_list(r)
+        want = _canon(parse_lines(_render(ml, r, 0)))
+        assert len(want) == len(ml)
+        for style in (1, 2, 3, 4, 5):
+            lines = _render(ml, r, style)
+            assert _canon(parse_lines(lines)) == want, (lines, want)
