@@ -28,10 +28,10 @@ def _sockets_quiet(carrier, tries=20):
 
 def test_esp_in_udp_round_trip_keepalive_and_non_esp_marker():
     ue, p_ue, px, p_px = pair_dbs("hmac-sha-1-96", "aes-cbc")
-    a = esp_carrier.UdpCarrier(ue, "127.0.0.1", 47501, keepalive_ms=1000)
-    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47502, keepalive_ms=0)
+    a = esp_carrier.UdpCarrier(ue, "127.0.0.1", 47511, keepalive_ms=1000)
+    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47512, keepalive_ms=0)
     try:
-        a.set_peer("127.0.0.1", 47502, now_ms=0)
+        a.set_peer("127.0.0.1", 47512, now_ms=0)
         assert a.next_timer() == 1000
         a.send_udp(p_ue.out_c, "127.0.0.1", "127.0.0.1", 5062, 5068, SIP, now_ms=10)
         assert a.next_timer() == 1010  # any ESP packet resets the keep-alive timer
@@ -39,7 +39,7 @@ def test_esp_in_udp_round_trip_keepalive_and_non_esp_marker():
         assert r is not None
         sa, sport, dport, data = r
         assert sa is p_px.in_s and (sport, dport) == (5062, 5068) and bytes(data) == SIP
-        assert b.peer == ("127.0.0.1", 47501)  # replies follow the authenticated source
+        assert b.peer == ("127.0.0.1", 47511)  # replies follow the authenticated source
         a.poll(1009)
         assert a.keepalives_tx == 0
         a.poll(1010)
@@ -60,7 +60,7 @@ def test_esp_in_udp_round_trip_keepalive_and_non_esp_marker():
 
 def test_forged_datagram_does_not_move_peer():
     ue, p_ue, px, p_px = pair_dbs("hmac-md5-96", "null")
-    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47503, keepalive_ms=0)
+    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47513, keepalive_ms=0)
     try:
         from esp_util import Rng
         from sipling.esp import codec

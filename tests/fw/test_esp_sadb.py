@@ -129,6 +129,22 @@ def test_ipsec_man_sequence_numbers_survive_reboot():
     assert codec.unprotect(peer, bytes(codec.protect(p.out_c, b"z"))) is not None
 
 
+def test_ipsec_man_inbound_window_restored_after_reboot():
+    # the device persisted in_s.window.top = 5 some time before a reboot at top 7
+    tx = sam.SADB(Rng(8)).new_sa(0x5002, False, "hmac-sha-1-96", IK + bytes(4), "aes-cbc", CK, 1, 2)
+    pkts = [bytes(codec.protect(tx, b"%d" % i)) for i in range(1, 10)]
+    db = sam.SADB(Rng(9))
+    p = db.install_manual(_man_conf(), lambda spi: 0, lambda spi, v: None,
+                          rx_top=lambda spi: 5 if spi == 0x5002 else 0)
+    for i in range(5):
+        assert codec.unprotect(db, pkts[i]) is None  # 1..5: captured before, refused
+    assert db.drop_counts()["replay"] == 5
+    assert codec.unprotect(db, pkts[6]) is p.in_s  # 7, then 6 (inside the window), then 9
+    assert codec.unprotect(db, pkts[5]) is p.in_s
+    assert codec.unprotect(db, pkts[8]) is p.in_s and p.in_s.window.top == 9
+    assert p.in_c.window.top == 0
+
+
 def test_sequence_counter_never_cycles():
     c = seq.Counter()
     c.last = seq.SEQ_MAX - 1

@@ -15,6 +15,15 @@ class Window:
         self.top = 0  # highest sequence number authenticated so far
         self._bits = bytearray(size // 8)
 
+    def restore(self, top):
+        """After a reboot (manual keys): treat every number <= top as already seen.
+        top is the last persisted value of .top (persist it as often as flash allows:
+        numbers the sender uses later are always above the real top, so none is lost)."""
+        self.top = top
+        b = self._bits
+        for k in range(len(b)):
+            b[k] = 0xFF if top else 0
+
     def _bit(self, seq):
         i = seq % self.size
         return i >> 3, 1 << (i & 7)
@@ -27,7 +36,7 @@ class Window:
         if seq > top:
             return True
         if top - seq >= self.size:
-            return False
+            return False  # left of the window (this also covers numbers before a restore)
         i, m = self._bit(seq)
         return not (self._bits[i] & m)
 

@@ -165,17 +165,25 @@ class SADB:
             raise
         return Pair(made[0], made[1], made[2], made[3])
 
-    def install_manual(self, conf, hwm, persist, now_ms=0, block=1024):
+    def install_manual(self, conf, hwm, persist, now_ms=0, block=1024, rx_top=None):
         """ipsec-man: the provisioned four-SA set. conf holds the same fields as
         install_3gpp's arguments; hwm(spi) -> stored high-water mark (0 if none) and
-        persist(spi, value) stores one, so sequence numbers never repeat (seq.py)."""
+        persist(spi, value) stores one, so sequence numbers never repeat (seq.py).
+        rx_top(spi) -> the last stored .window.top of an inbound SA (or 0): numbers up to
+        it are refused after a reboot, so packets captured before it cannot be replayed."""
         c1 = seq.Reserved(hwm(conf["their_spi_s"]), _bind(persist, conf["their_spi_s"]), block)
         c4 = seq.Reserved(hwm(conf["their_spi_c"]), _bind(persist, conf["their_spi_c"]), block)
-        return self.install_3gpp(
+        pair = self.install_3gpp(
             conf["our_spi_c"], conf["our_spi_s"], conf["our_port_c"], conf["our_port_s"],
             conf["their_spi_c"], conf["their_spi_s"], conf["their_port_c"], conf["their_port_s"],
             conf["alg"], conf.get("ealg", "null"), conf["ik"], conf.get("ck"),
             now_ms, None, (c1, c4))
+        if rx_top is not None:
+            for sa in (pair.in_s, pair.in_c):
+                top = rx_top(sa.spi)
+                if top:
+                    sa.window.restore(top)
+        return pair
 
     def lookup(self, spi, now_ms=None):
         """Inbound SA for spi, or None if unknown or expired."""
