@@ -113,6 +113,9 @@ def _esptool_error(msg, board, port):
     if "Failed to connect" in msg or "No serial data received" in msg or "Invalid head of packet" in msg:
         return UserError("no %s bootloader answered on %s; hold BOOT (IO0 to GND), tap RESET/EN and run again, "
                          "and check the cable carries data" % (chip, port))
+    if "MD5 of file does not match" in msg or "digest mismatch" in msg.lower() or "Verification failed" in msg:
+        return UserError("the flash on %s does not hold what was written (MD5 mismatch); run again with "
+                         "--baud 115200, and check the power supply if it persists" % port)
     if "Permission denied" in msg or "could not open port" in msg or "exclusively lock" in msg:
         from . import serialport
         return serialport._classify(port, OSError(msg))
@@ -136,10 +139,12 @@ def _esptool(argv, board, port):
         raise UserError("the chip on %s stopped responding; reset it and run again" % port) from None
 
 
-def esptool_flash(board, port, parts, baud=BAUD, before="default-reset", verify=True, say=print):
+def esptool_flash(board, port, parts, baud=BAUD, before="default-reset", verify=True, stub=True, say=print):
     """Write ``parts`` [(offset, file, what)] with esptool write-flash, then verify-flash."""
     chip = boards.CHIPS[board["chip"]][0]
     common = ["--chip", chip, "--port", port, "--baud", str(baud), "--before", before]
+    if not stub:
+        common.append("--no-stub")
     pairs = []
     for off, path, what in parts:
         say("sipling flash: %s -> 0x%x on %s (%s, %d KiB)" % (path, off, port, what, os.path.getsize(path) // 1024))
@@ -236,6 +241,8 @@ def add_arguments(p):
     p.add_argument("--no-reset", action="store_true",
                    help="do not reset into the bootloader (board already held in download mode)")
     p.add_argument("--no-verify", action="store_true", help="skip the read-back check")
+    p.add_argument("--no-stub", action="store_true",
+                   help="talk to the ROM bootloader only (esptool --no-stub; slower, for locked-down chips)")
 
 
 def run(args):
@@ -248,5 +255,6 @@ def run(args):
     parts = regions(board, args.image or os.path.join("build", board["name"]))
     check_port(args.port)
     esptool_flash(board, args.port, parts, baud=args.baud,
-                  before="no-reset" if args.no_reset else "default-reset", verify=not args.no_verify)
+                  before="no-reset" if args.no_reset else "default-reset", verify=not args.no_verify,
+                  stub=not args.no_stub)
     return 0

@@ -2,13 +2,16 @@
 answered by a fake ROM bootloader speaking esptool's SLIP protocol), image selection, and the
 mpremote path against the MicroPython unix port behind a pty (sipling_host.ptyboard)."""
 import fcntl
+import hashlib
 import json
 import os
 import pwd
+import select
 import struct
 import subprocess
 import sys
 import threading
+import zlib
 
 import pytest
 
@@ -142,27 +145,69 @@ def test_cli_no_image_and_sim_board(tmp_path):
 
 
 class FakeRom(threading.Thread):
-    """The ROM bootloader of an ESP32-S3 in download mode, as far as esptool's connect goes:
-    SLIP frames (RFC 1055 framing), SYNC answered, GET_SECURITY_INFO reporting chip id 9."""
+    """The ROM bootloader of an ESP32 / ESP32-S3 / ESP32-C3 in download mode, as far as esptool
+    goes with --no-stub: SLIP framing, SYNC, chip detection (magic register on ESP32, chip id
+    from GET_SECURITY_INFO on later chips), FLASH_BEGIN/DATA (plain and deflated) into a flash
+    bytearray, SPI_FLASH_MD5 for verification (esptool loader.py and its ROM docs)."""
+    MAGIC = {"esp32": 0x00F01D83}
+    CHIP_ID = {"esp32s3": 9, "esp32c3": 5}
 
-    def __init__(self, fd, chip_id=9):
+    def __init__(self, fd, chip="esp32", flash_size=4 << 20, corrupt_at=None):
         super().__init__(daemon=True)
-        self.fd, self.chip_id, self.ops = fd, chip_id, []
+        self.corrupt_at = corrupt_at     # flash address whose byte a bad flash chip flips
+        self.fd, self.chip, self.ops = fd, chip, []
+        self.flash = bytearray(b"\xff" * flash_size)
         self.stop = False
+        self.written = []   # (offset, length) per FLASH_*BEGIN
+        self._z = None
 
-    def _send(self, op, val=0, data=b""):
-        body = struct.pack("<BBHI", 1, op, len(data) + 4, val) + data + b"\0\0\0\0"
+    def _send(self, op, val=0, data=b"", status=b"\0\0\0\0"):
+        body = struct.pack("<BBHI", 1, op, len(data) + len(status), val) + data + status
         body = body.replace(b"\xdb", b"\xdb\xdd").replace(b"\xc0", b"\xdb\xdc")
         os.write(self.fd, b"\xc0" + body + b"\xc0")
 
+    def handle(self, op, d):
+        if op == 0x08:                       # SYNC
+            for _ in range(8):
+                self._send(op, val=0x12345678)
+        elif op == 0x14:                     # GET_SECURITY_INFO
+            if self.chip in self.CHIP_ID:
+                self._send(op, data=struct.pack("<IB7sII", 0, 0, b"\0" * 7, self.CHIP_ID[self.chip], 0))
+            else:
+                self._send(op, status=b"\x01\x05\0\0")   # ESP32 ROM: unknown command
+        elif op == 0x0A:                     # READ_REG
+            addr = struct.unpack_from("<I", d)[0]
+            self._send(op, val=self.MAGIC.get(self.chip, 0) if addr == 0x40001000 else 0)
+        elif op in (0x02, 0x10):             # FLASH_BEGIN / FLASH_DEFL_BEGIN
+            _size, _n, self.bs, self.off = struct.unpack_from("<IIII", d)
+            self.pos = self.off
+            self._z = zlib.decompressobj() if op == 0x10 else None
+            self.written.append([self.off, 0])
+            self._send(op)
+        elif op in (0x03, 0x11):             # FLASH_DATA / FLASH_DEFL_DATA
+            n, _seq = struct.unpack_from("<II", d)
+            chunk = d[16:16 + n]
+            if self._z is not None:
+                chunk = self._z.decompress(chunk)
+            self.flash[self.pos:self.pos + len(chunk)] = chunk
+            self.pos += len(chunk)
+            self.written[-1][1] += len(chunk)
+            if self.corrupt_at is not None and self.pos - len(chunk) <= self.corrupt_at < self.pos:
+                self.flash[self.corrupt_at] ^= 0x01
+            self._send(op)
+        elif op == 0x13:                     # SPI_FLASH_MD5: ROM answers 32 hex digits
+            addr, size = struct.unpack_from("<II", d)
+            self._send(op, data=hashlib.md5(self.flash[addr:addr + size]).hexdigest().encode())
+        else:                                # SPI_ATTACH, SPI_SET_PARAMS, WRITE_REG, *_END, ...
+            self._send(op)
+
     def run(self):
-        import select
         buf = b""
         while not self.stop:
-            if not select.select([self.fd], [], [], 0.1)[0]:
+            if not select.select([self.fd], [], [], 0.05)[0]:
                 continue
             try:
-                buf += os.read(self.fd, 4096)
+                buf += os.read(self.fd, 65536)
             except OSError:
                 return
             while buf.count(b"\xc0") >= 2:
@@ -172,20 +217,13 @@ class FakeRom(threading.Thread):
                 if not frame:
                     continue
                 frame = frame.replace(b"\xdb\xdc", b"\xc0").replace(b"\xdb\xdd", b"\xdb")
-                op = frame[1]
-                self.ops.append(op)
-                if op == 0x08:                          # SYNC: the ROM answers 8 times
-                    for _ in range(8):
-                        self._send(op, val=0x12345678)
-                elif op == 0x14:                        # GET_SECURITY_INFO (S2 and later ROMs)
-                    self._send(op, data=struct.pack("<IB7sII", 0, 0, b"\0" * 7, self.chip_id, 0))
-                else:
-                    self._send(op)
+                self.ops.append(frame[1])
+                self.handle(frame[1], frame[8:])
 
 
 def test_wrong_chip_answered_by_fake_rom(built, pty_pair):
     m, _s, path = pty_pair
-    rom = FakeRom(m)
+    rom = FakeRom(m, chip="esp32s3")
     rom.start()
     try:
         r = _sipling("flash", "--board", "esp32-generic", "--port", path, "--image", built, "--no-reset")
@@ -232,3 +270,53 @@ def test_mpremote_copies_app_to_a_board_running_micropython(tmp_path):
     assert json.loads((fs / "board.json").read_text())["name"] == "esp32-generic"
     assert (fs / "main.py").read_text().startswith("import sipling")
     assert sorted(os.listdir(fs / "sipling")) == ["__init__.mpy", "sub"]
+
+
+def _tiny_board(tmp_path):
+    """esp32-generic with a 32 KiB vfs (2 MiB flash, vfs at 0x1F8000) so a write through the
+    fake ROM takes a fraction of a second."""
+    b = json.loads(open(os.path.join(ROOT, "boards", "esp32-generic", "board.json")).read())
+    b.update(name="tiny", flash_size="2MB", vfs_offset="0x1F8000", vfs_blocks=8)
+    (tmp_path / "tiny.json").write_text(json.dumps(b))
+    fw = tmp_path / "fw"
+    (fw / "sipling").mkdir(parents=True)
+    (fw / "main.py").write_text("import sipling\n")
+    (fw / "sipling" / "__init__.py").write_text("VERSION = 'tiny'\n")
+    env = {"SIPLING_FIRMWARE": str(fw)}
+    r = _sipling("image", "--board", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "img"), env=env)
+    assert r.returncode == 0, r.stderr
+    return str(tmp_path / "tiny.json"), str(tmp_path / "img")
+
+
+def test_esptool_writes_vfs_at_its_offset_and_verifies(tmp_path, pty_pair):
+    m, _s, path = pty_pair
+    board, img = _tiny_board(tmp_path)
+    rom = FakeRom(m, chip="esp32", flash_size=2 << 20)
+    rom.start()
+    try:
+        r = _sipling("flash", "--board", board, "--port", path, "--image", img, "--no-reset", "--no-stub")
+    finally:
+        rom.stop = True
+        rom.join(2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    vfs = open(os.path.join(img, "vfs.bin"), "rb").read()
+    assert rom.written == [[0x1F8000, len(vfs)]] and len(vfs) == 8 * 4096
+    assert bytes(rom.flash[0x1F8000:0x200000]) == vfs
+    assert set(rom.flash[:0x1F8000]) == {0xFF}           # nothing else touched
+    assert rom.ops.count(0x13) >= 2                      # MD5 after write-flash and in verify-flash
+    assert "Writing at 0x001f8400" in r.stdout and "Hash of data verified" in r.stdout   # esptool's own
+    assert "verified 1 region(s)" in r.stdout
+    assert image.read_vfs(bytes(rom.flash[0x1F8000:]), boards.load_board(board))["/main.py"] == b"import sipling\n"
+
+
+def test_flash_that_does_not_keep_data_fails_one_line(tmp_path, pty_pair):
+    m, _s, path = pty_pair
+    board, img = _tiny_board(tmp_path)
+    rom = FakeRom(m, chip="esp32", flash_size=2 << 20, corrupt_at=0x1F8000 + 5000)
+    rom.start()
+    try:
+        r = _sipling("flash", "--board", board, "--port", path, "--image", img, "--no-reset", "--no-stub")
+    finally:
+        rom.stop = True
+        rom.join(2)
+    _one_line_error(r, "the flash on %s does not hold what was written (MD5 mismatch)" % path)
