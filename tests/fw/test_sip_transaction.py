@@ -127,7 +127,8 @@ def test_invite_client_non_2xx_generates_ack_and_timer_d():
     tx = L.send_request(inv, 0, dest=DEST)
     L.datagrams_to_send()
     L.receive(resp(inv, 180), 200)
-    assert tx.state == PROCEEDING and L.get_timer() is None  # no A, and B only in Calling
+    # no A, and B only runs in Calling; what is left is our Timer C policy (180 s)
+    assert tx.state == PROCEEDING and L.get_timer() == 180200
     busy = resp(inv, 486, b"Busy Here")
     ev = L.receive(busy, 5000)
     assert [e[0] for e in ev] == [EV_RESPONSE] and tx.state == COMPLETED
@@ -167,7 +168,7 @@ def test_non_invite_server_absorbs_and_timer_j():
     ev = L.receive(m, 0, addr=DEST)
     assert ev[0][0] == EV_REQUEST
     tx = ev[0][1]
-    assert tx.state == TRYING and L.get_timer() is None
+    assert tx.state == TRYING and L.get_timer() == 32000   # unanswered guard (64*T1)
     assert L.receive(req(b"MESSAGE"), 50)[0][0] == EV_ABSORBED
     assert L.datagrams_to_send() == []     # Trying: retransmissions are discarded
     L.send_response(tx, resp(m, 200, b"OK"), 100)
@@ -332,3 +333,81 @@ def test_server_table_bound_and_timestamp_in_100():
     M.receive(parse(inv.serialize()), 0)
     (trying, _), = M.datagrams_to_send()
     assert parse(trying).get(b"Timestamp") == b"54.32 0.5"
+
+
+class _Lcg:
+    def __init__(self, seed):
+        self.x = seed
+
+    def __call__(self, n):
+        self.x = (self.x * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.x >> 8) % n
+
+
+def test_random_traffic_never_raises_and_everything_ends():
+    rnd = _Lcg(7)
+    L = TransactionLayer()
+    now = 0
+    clients = []
+    finals = {}
+    pool = [b"z9hG4bKp%d" % i for i in range(6)] + [b"old%d" % i for i in range(3)]
+    for step in range(600):
+        op = rnd(6)
+        if op == 0 and len(clients) < 40:
+            m = (b"INVITE", b"MESSAGE", b"REGISTER")[rnd(3)]
+            r = req(m, branch=b"z9hG4bKc%d" % step)
+            clients.append((L.send_request(r, now, reliable=rnd(4) == 0), r))
+        elif op == 1 and clients:
+            tx, r = clients[rnd(len(clients))]
+            code = (100, 180, 200, 486, 500)[rnd(5)]
+            for e in L.receive(resp(r, code), now):
+                if e[0] == EV_RESPONSE and e[2].status >= 200:
+                    finals[id(tx)] = finals.get(id(tx), 0) + 1
+        elif op == 2:
+            m = (b"INVITE", b"MESSAGE", b"ACK", b"CANCEL")[rnd(4)]
+            L.receive(req(m, branch=pool[rnd(len(pool))], to_tag=b"tt9" if m == b"ACK" else None),
+                      now, reliable=rnd(4) == 0)
+        elif op == 3:
+            live = [t for t in L.transactions() if t.server and t.state in (TRYING, PROCEEDING)]
+            if live:
+                t = live[rnd(len(live))]
+                L.send_response(t, resp(t.request, (180, 200, 486)[rnd(3)]), now)
+        else:
+            now += rnd(3000)
+            t = L.get_timer()
+            while t is not None and t <= now:
+                L.handle_timer(t)
+                t = L.get_timer()
+        L.datagrams_to_send()
+    assert max(finals.values()) == 1          # a final response reaches the TU once
+    L.handle_timer(now + 1000000)
+    assert L.get_timer() is None and L.transactions() == []
+    assert all(tx.state == TERMINATED for tx, r in clients)
+
+
+def test_proceeding_and_unanswered_guards():
+    # RFC 3261 leaves these to the TU; our policy ends them and tells the TU (EV_TIMEOUT)
+    L = TransactionLayer()
+    inv = req(b"INVITE", branch=b"z9hG4bKg1")
+    tx = L.send_request(inv, 0)
+    L.datagrams_to_send()
+    L.receive(resp(inv, 180), 100)
+    assert drive(L, 10 ** 6)[-1] == (180100, [EV_TIMEOUT], 0) and tx.state == TERMINATED
+    m = req(b"MESSAGE", branch=b"z9hG4bKg2")
+    st = L.receive(m, 0)[0][1]
+    si = L.receive(req(b"INVITE", branch=b"z9hG4bKg3"), 0)[0][1]
+    L.datagrams_to_send()
+    tr = drive(L, 10 ** 6)
+    assert tr == [(32000, [EV_TIMEOUT], 0), (180000, [EV_TIMEOUT], 0)]
+    assert st.state == TERMINATED and si.state == TERMINATED
+    # a 1xx does not end the non-INVITE guard; the final response does
+    n = L.receive(m, 0)[0][1]
+    L.send_response(n, resp(m, 180), 10)
+    assert L.get_timer() == 32000
+    L.send_response(n, resp(m, 200), 20)
+    assert L.get_timer() == 32020          # now Timer J
+    # timer_c=None: the RFC 3261 behaviour, Proceeding waits for the TU forever
+    P = TransactionLayer(timer_c=None)
+    tx = P.send_request(inv, 0)
+    P.receive(resp(inv, 180), 100)
+    assert P.get_timer() is None and tx.state == PROCEEDING

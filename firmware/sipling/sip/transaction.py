@@ -78,13 +78,20 @@ class Transaction:
 
 
 class TransactionLayer:
-    def __init__(self, t1=500, t2=4000, t4=5000, td=32000, auto_trying=True, max_server=32):
+    def __init__(self, t1=500, t2=4000, t4=5000, td=32000, auto_trying=True, max_server=32,
+                 timer_c=180000):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self.td = td                    # Timer D: > 32 s for unreliable transports
         self.auto_trying = auto_trying  # 17.2.1: send 100 Trying for a new INVITE at once
         self.max_server = max_server    # bound on live server transactions (heap)
+        # Local policy beyond section 17, which leaves these to the TU: an INVITE client
+        # transaction in Proceeding and an unanswered INVITE server transaction end after
+        # timer_c (16.6 item 11's Timer C, > 3 min; None = wait forever as 17.1.1.2 says);
+        # an unanswered non-INVITE server transaction ends after 64*T1, when the client's
+        # Timer F has given up. Either reports EV_TIMEOUT so the TU can clean up.
+        self.timer_c = timer_c
         self._client = {}
         self._server = {}
         self._out = []
@@ -140,6 +147,8 @@ class TransactionLayer:
             if tx.invite:
                 tx.retx_at = None      # 17.1.1.2: no more retransmissions in Proceeding,
                 tx.end_at = None       # and Timer B only runs in Calling
+                if self.timer_c is not None:
+                    tx.end_at = now_ms + self.timer_c
             tx.state = PROCEEDING      # non-INVITE: E keeps running (T2 from its next run)
             return [(EV_RESPONSE, tx, resp)]
         tx.retx_at = None
@@ -178,12 +187,15 @@ class TransactionLayer:
         self._server[key] = tx
         if tx.invite:
             tx.state = PROCEEDING
+            if self.timer_c is not None:
+                tx.end_at = now_ms + self.timer_c
             if self.auto_trying:
                 ts = msg.header_lines(b"timestamp")   # 8.2.6.1: copy Timestamp into the 100
                 hs = [(b"Timestamp", ts[0])] if ts else ()
                 self._respond(tx, message.response(msg, 100, b"Trying", hs))
         else:
             tx.state = TRYING
+            tx.end_at = now_ms + 64 * self.t1
         return [(EV_REQUEST, tx, msg)]
 
     def _server_retransmission(self, tx, msg, now_ms):
@@ -216,6 +228,7 @@ class TransactionLayer:
         if code < 200:
             tx.state = PROCEEDING
             return
+        tx.end_at = None
         if tx.invite:
             if code < 300:
                 self._terminate(tx)        # 17.2.1: 2xx: the TU retransmits it, not us
