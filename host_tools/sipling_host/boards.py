@@ -185,3 +185,31 @@ def offsets(board):
     """(firmware_offset, vfs_offset, vfs_size) as ints for a flash board."""
     vfs = int(board["vfs_offset"], 16)
     return int(board["firmware_offset"], 16), vfs, board["vfs_blocks"] * board["vfs_block_size"]
+
+
+def describe(name):
+    """One line about a board: name, chip, flash, firmware and vfs layout, mpy arch."""
+    b = load_board(name)
+    if b["chip"] not in CHIPS:
+        return "%-14s %-9s simulated (MicroPython unix port)" % (name, b["chip"])
+    return ("%-14s %-9s %4s flash, firmware at %-6s vfs at %s (%4d blocks), %-9s %s"
+            % (name, b["chip"], b["flash_size"], b["firmware_offset"], b["vfs_offset"], b["vfs_blocks"],
+               b["mpy_arch"], "PSRAM" if b["psram"] else ""))
+
+
+def main(argv=None):
+    """`python -m sipling_host.boards`: list the known boards (a problem line for a broken one)."""
+    import sys
+    rc = 0
+    for n in list_boards():
+        try:
+            print(describe(n).rstrip())
+        except UserError as e:
+            print("%-14s %s" % (n, e))
+            rc = 1
+    sys.stdout.flush()
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -203,3 +203,11 @@ def test_mip_install_from_local_package_json(tmp_path):
     got = image.read_vfs((tmp_path / "vfs.bin").read_bytes(), board)
     assert sorted(got) == ["/main.py", "/sipling/__init__.py", "/sipling/sub/__init__.py", "/sipling/sub/calc.py"]
     assert got["/sipling/sub/calc.py"] == (fw / "sipling" / "sub" / "calc.py").read_bytes()
+
+
+def test_list_boards_command(capsys):
+    assert boards.main() == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [l.split()[0] for l in out] == boards.list_boards()
+    line = [l for l in out if l.startswith("esp32-s3 ")][0]
+    assert "esp32s3" in line and "8MB" in line and "1536 blocks" in line
