@@ -349,3 +349,14 @@ def test_echo_is_byte_exact_for_generated_lists():
             n += 1
             assert [v for k, v in c.request_headers() if k == b"Security-Verify"] == lines
     assert n > 200
+
+
+def test_binding_expiry_during_backoff_keeps_the_retry():
+    c, ev = agreed_client(extra=[CHALLENGE])
+    c.binding(1, 0)                                          # binding ends at 1000
+    assert "tamper" in kinds(c.on_response(494, hdrs_of(KAM), 100, protected=True))
+    c.on_response(494, hdrs_of(KAM), 200)                    # no challenge: abort, attempt 2
+    assert c.state == C.BACKOFF and c.get_timer() == 1000
+    assert c.handle_timer(1000) == []                        # nothing left to drop
+    assert c.state == C.BACKOFF and c.get_timer() == 2200    # the retry survives, no stale timer
+    assert kinds(c.handle_timer(2200)) == ["offer", "log"] and c.get_timer() is None

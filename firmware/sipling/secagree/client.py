@@ -182,10 +182,12 @@ class SecAgreeClient:
                 ev.append(("log", "sec-agree: binding expired, association dropped"))
                 self.agreement = None
                 ev.append(("expired", None))
-            self.state = IDLE
-        if self._retry_at is not None and now_ms >= self._retry_at and self.state == BACKOFF:
+                self.state = IDLE
+        if self._retry_at is not None and now_ms >= self._retry_at:
+            # a due timer is always consumed, so get_timer() never stays in the past
             self._retry_at = None
-            ev += self.start(now_ms)
+            if self.state == BACKOFF:
+                ev += self.start(now_ms)
         return ev
 
     # ----- responses ---------------------------------------------------------------
