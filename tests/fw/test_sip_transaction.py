@@ -253,8 +253,12 @@ def test_invite_server_2xx_ends_and_its_ack_goes_to_tu():
     assert L.datagrams_to_send() == []
     L.send_response(tx, resp(inv, 200), 50)
     assert tx.state == TERMINATED and L.get_timer() is None
+    assert L.datagrams_to_send()[0][0].startswith(b"SIP/2.0 200")
     ack = req(b"ACK", branch=b"z9hG4bKnewbranch", to_tag=b"tt9")
     assert L.receive(ack, 100) == [(EV_ACK, None, ack)]
+    L.send_stateless(ack, DEST)            # e.g. the TU's own ACK/2xx retransmission
+    L.send_stateless(b"raw", None)
+    assert L.datagrams_to_send() == [(ack.serialize(), DEST), (b"raw", None)]
 
 
 def test_client_matching_branch_and_cseq_method():
@@ -327,6 +331,13 @@ def test_server_table_bound_and_timestamp_in_100():
     ev = L.receive(req(b"MESSAGE", branch=b"z9hG4bKt3"), 0)
     assert ev == [(EV_DROPPED, None, "server transaction table full (2)")] and L.dropped == 1
     assert L.receive(req(b"MESSAGE", branch=b"z9hG4bKt1"), 0)[0][0] == EV_ABSORBED
+    L.handle_timer(10 ** 6)                     # both end (unanswered guard): room again
+    assert L.receive(req(b"MESSAGE", branch=b"z9hG4bKt3"), 10 ** 6)[0][0] == EV_REQUEST
+    # an RFC 2543 INVITE holds two keys once answered but counts once
+    N = TransactionLayer(max_server=2)
+    t = N.receive(req(b"INVITE", branch=b"b1"), 0)[0][1]
+    N.send_response(t, resp(t.request, 486, to_tag=b"x1"), 0)
+    assert N.receive(req(b"MESSAGE", branch=b"z9hG4bKm"), 0)[0][0] == EV_REQUEST
     M = TransactionLayer()
     inv = req(b"INVITE")
     inv.add(b"Timestamp", b"54.32 0.5")

@@ -95,6 +95,7 @@ class TransactionLayer:
         self._client = {}
         self._server = {}
         self._out = []
+        self._nserver = 0
         self.dropped = 0
 
     # -- transport side --------------------------------------------------------------
@@ -105,6 +106,11 @@ class TransactionLayer:
 
     def _send(self, tx, data):
         self._out.append((data, tx.dest))
+
+    def send_stateless(self, msg, dest=None):
+        """Queue a message outside any transaction: the TU's ACK for a 2xx (17.1.1.3) or
+        its 2xx retransmissions (13.3.1.4), a stateless reply. Bytes or a Message."""
+        self._out.append((msg if isinstance(msg, bytes) else msg.serialize(), dest))
 
     def transactions(self):
         return list(self._client.values()) + [t for t in self._server.values()]
@@ -179,12 +185,13 @@ class TransactionLayer:
             return self._server_retransmission(tx, msg, now_ms)
         if msg.method == b"ACK":
             return [(EV_ACK, None, msg)]    # ACK for a 2xx: no transaction, to the TU
-        if len(self._server) >= self.max_server:
+        if self._nserver >= self.max_server:
             self.dropped += 1
             return [(EV_DROPPED, None, "server transaction table full (%d)" % self.max_server)]
         tx = Transaction(True, msg, reliable, addr)
         tx.keys = [key]
         self._server[key] = tx
+        self._nserver += 1
         if tx.invite:
             tx.state = PROCEEDING
             if self.timer_c is not None:
@@ -308,6 +315,8 @@ class TransactionLayer:
 
     def _terminate(self, tx):
         tx.release()
+        if tx.server and tx.state != TERMINATED:
+            self._nserver -= 1
         tx.state = TERMINATED
         tx.retx_at = tx.end_at = tx.wait_at = None
         table = self._server if tx.server else self._client
