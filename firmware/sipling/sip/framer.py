@@ -10,20 +10,32 @@ from sipling.sip.message import canon
 from sipling.sip.parser import MAX_MESSAGE, MAX_BODY
 
 
-def content_length(sec):
-    # Content-Length of a header section (bytes between start line and CRLF CRLF).
+def content_length(buf, pos=0, end=-1):
+    # Content-Length of the header section buf[pos:end] (between start line and CRLF CRLF),
+    # None when absent. Only lines starting with c/C/l/L are looked at; no copies.
+    if end < 0:
+        end = len(buf)
     cl = None
-    for line in sec.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t").split(b"\r\n"):
-        name, colon, value = line.partition(b":")
-        if not colon or canon(name.rstrip(b" \t")) != b"content-length":
-            continue
-        value = value.strip(b" \t")
-        if not value.isdigit() or len(value) > 9:
-            raise SipError(400, "Bad Content-Length")
-        n = int(value)
-        if cl is not None and n != cl:
-            raise SipError(400, "Conflicting Content-Length values")
-        cl = n
+    while pos < end:
+        e = buf.find(b"\r\n", pos, end)
+        if e < 0:
+            e = end
+        while e + 2 < end and (buf[e + 2] == 32 or buf[e + 2] == 9):   # folded (7.3.1)
+            e = buf.find(b"\r\n", e + 2, end)
+            if e < 0:
+                e = end
+        c = buf[pos] | 32
+        if c == 99 or c == 108:
+            colon = buf.find(b":", pos, e)
+            if colon > pos and canon(buf[pos:colon].rstrip(b" \t")) == b"content-length":
+                value = buf[colon + 1:e].replace(b"\r\n", b"").strip(b" \t")
+                if not value.isdigit() or len(value) > 9:
+                    raise SipError(400, "Bad Content-Length")
+                n = int(value)
+                if cl is not None and n != cl:
+                    raise SipError(400, "Conflicting Content-Length values")
+                cl = n
+        pos = e + 2
     return cl
 
 
@@ -67,7 +79,7 @@ class StreamFramer:
                                    % self.max_message)
                 return None
             le = buf.find(b"\r\n")
-            cl = content_length(buf[le + 2:hend]) if le < hend else None
+            cl = content_length(buf, le + 2, hend) if le < hend else None
             if cl is None:
                 raise SipError(400, "Missing Content-Length on a stream transport")
             if cl > MAX_BODY:

@@ -71,7 +71,7 @@ class Message:
         self.reason = reason
         self.headers = headers if headers is not None else []
         self.body = body
-        self._src = None   # header section bytes as received (for byte-exact re-emission)
+        self._src = None   # (data, start, end) of the header section as received
         self._c = None     # cache: key -> (value object parsed, result)
 
     @property
@@ -263,7 +263,8 @@ class Message:
     def _raw_map(self):
         from sipling.sip.parser import split_headers
         raws = []
-        pairs = split_headers(self._src, raws)
+        data, start, end = self._src
+        pairs = split_headers(data, raws, start, end)
         m = {}
         for i in range(len(pairs)):
             key = (pairs[i][0], pairs[i][1])

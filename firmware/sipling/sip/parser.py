@@ -23,14 +23,49 @@ _NAMES = {b"via": "Via", b"from": "From", b"to": "To", b"call-id": "Call-ID", b"
 _REQUIRED = (b"via", b"from", b"to", b"call-id", b"cseq")
 
 
-def split_headers(sec, raws=None):
+def split_headers(sec, raws=None, pos=0, end=-1):
     # message-header = field-name HCOLON field-value CRLF, continuation lines start with
-    # SP/HT (7.3.1). sec is the header section without its final CRLF CRLF. Returns
-    # [name, value] pairs; raws, when given, gets each field's raw bytes (folds kept).
+    # SP/HT (7.3.1). sec[pos:end] is the header section without its final CRLF CRLF.
+    # Returns [name, value] pairs; raws, when given, gets each field's raw bytes (folds kept).
     out = []
-    if not sec:
+    if end < 0:
+        end = len(sec)
+    if pos >= end:
         return out
-    lines = sec.split(b"\r\n")
+    if sec.find(b"\r\n ", pos, end) < 0 and sec.find(b"\r\n\t", pos, end) < 0 \
+            and sec[pos] != 32 and sec[pos] != 9:
+        # no folding: one field per line, sliced straight out of sec (the common case)
+        while pos < end:
+            e = sec.find(b"\r\n", pos, end)
+            if e < 0:
+                e = end
+            if e - pos > MAX_LINE:
+                raise SipError(400, "Header line longer than %d bytes" % MAX_LINE)
+            colon = sec.find(b":", pos, e)
+            if colon <= pos:
+                raise SipError(400, "Header line without colon")
+            n = colon
+            while sec[n - 1] == 32 or sec[n - 1] == 9:
+                n -= 1
+                if n == pos:
+                    raise SipError(400, "Bad header name")
+            v = colon + 1
+            while v < e and (sec[v] == 32 or sec[v] == 9):
+                v += 1
+            ve = e
+            while ve > v and (sec[ve - 1] == 32 or sec[ve - 1] == 9):
+                ve -= 1
+            name = sec[pos:n]
+            if b" " in name or b"\t" in name:
+                raise SipError(400, "Bad header name")
+            out.append([name, sec[v:ve]])
+            if raws is not None:
+                raws.append(sec[pos:e])
+            if len(out) > MAX_HEADERS:
+                raise SipError(400, "More than %d header fields" % MAX_HEADERS)
+            pos = e + 2
+        return out
+    lines = sec[pos:end].split(b"\r\n")
     n = len(lines)
     i = 0
     while i < n:
@@ -127,7 +162,8 @@ def _check(m):
             if cl is not None and cl != n:
                 raise SipError(400, "Conflicting Content-Length values")
             cl = n
-        elif k == b"contact":
+        elif k == b"contact" and m.method is not None:
+            # requests only: a response's Contact is parsed when someone asks for it
             u = unfold(v).strip(b" \t")
             if u != b"*":
                 for p in split_top(u, 44):
@@ -174,11 +210,12 @@ def parse(data):
         raise SipError(400, "Bad message: no empty line after the headers")
     m = _start_line(data[start:le])
     if hend > le:
-        sec = data[le + 2:hend]
-        if sec.count(b"\n") != sec.count(b"\r\n") or sec.count(b"\r") != sec.count(b"\r\n"):
+        s = le + 2
+        crlf = data.count(b"\r\n", s, hend)
+        if data.count(b"\n", s, hend) != crlf or data.count(b"\r", s, hend) != crlf:
             raise SipError(400, "Bare CR or LF in headers")
-        m.headers = split_headers(sec)
-        m._src = sec
+        m.headers = split_headers(data, None, s, hend)
+        m._src = (data, s, hend)
     cl = _check(m)
     b0 = hend + 4
     if cl is None:

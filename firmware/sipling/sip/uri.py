@@ -85,17 +85,15 @@ def escape(b, table):
 def quoted_end(v, i):
     # quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE ; v[i] is the opening quote.
     # Returns the index just past the closing quote.
-    n = len(v)
     j = i + 1
-    while j < n:
-        c = v[j]
-        if c == _BS:
-            j += 2
-            continue
-        if c == _DQ:
-            return j + 1
-        j += 1
-    raise SipError(400, "Bad header: unterminated quoted string")
+    while True:
+        q = v.find(b'"', j)
+        if q < 0:
+            raise SipError(400, "Bad header: unterminated quoted string")
+        b = v.find(b"\\", j, q)
+        if b < 0:
+            return q + 1
+        j = b + 2
 
 
 def unquote(q):
@@ -118,27 +116,32 @@ def unquote(q):
 
 def split_top(v, sep):
     # Split on byte `sep` outside quoted strings (and outside <...> when sep is a comma),
-    # as comma lists (7.3.1) and generic-param lists need.
+    # as comma lists (7.3.1) and generic-param lists need. Unbalanced quotes are an error.
     if _DQ not in v and (sep != _COMMA or _LT not in v):
         return v.split(bytes([sep]))
+    sb = bytes([sep])
+    comma = sep == _COMMA
     out = []
-    start = 0
-    i = 0
-    n = len(v)
-    depth = 0
-    while i < n:
-        c = v[i]
-        if c == _DQ:
-            i = quoted_end(v, i)
-            continue
-        if sep == _COMMA and c == _LT:
-            depth += 1
-        elif c == _GT and depth:
-            depth -= 1
-        elif c == sep and not depth:
-            out.append(v[start:i])
-            start = i + 1
-        i += 1
+    start = i = 0
+    while True:
+        s = v.find(sb, i)
+        if s < 0:
+            break
+        q = v.find(b'"', i, s)
+        a = v.find(b"<", i, s) if comma else -1
+        if q < 0 and a < 0:
+            out.append(v[start:s])
+            start = i = s + 1
+        elif a < 0 or 0 <= q < a:
+            i = quoted_end(v, q)
+        else:
+            g = v.find(b">", a)
+            if g < 0:
+                break
+            i = g + 1
+    q = v.find(b'"', i)
+    while q >= 0:
+        q = v.find(b'"', quoted_end(v, q))
     out.append(v[start:])
     return out
 
@@ -147,6 +150,8 @@ def parse_params(b):
     # *( SEMI generic-param ) ; generic-param = token [ EQUAL gen-value ]  (25.1)
     # gen-value = token / host / quoted-string. Returns [(name, value|None)], value as
     # received (quotes kept). Empty parameters (";;") are an error (RFC 4475 3.1.2.1).
+    if not b:
+        return []
     b = b.strip(b" \t")
     if not b:
         return []
@@ -154,12 +159,14 @@ def parse_params(b):
         raise SipError(400, "Bad header: junk after address")
     out = []
     for seg in split_top(b[1:], 59):
-        name, eq, val = seg.partition(b"=")
-        name = name.strip(b" \t")
+        eq = seg.find(b"=")
+        name = seg if eq < 0 else seg[:eq]
+        if name and (name[0] == 32 or name[0] == 9 or name[-1] == 32 or name[-1] == 9):
+            name = name.strip(b" \t")
         if not is_token(name):
             raise SipError(400, "Bad header: empty or invalid parameter")
-        if eq:
-            val = val.strip(b" \t")
+        if eq >= 0:
+            val = seg[eq + 1:].strip(b" \t")
             if not val:
                 raise SipError(400, "Bad header: parameter without value")
             if val[0] == _DQ:
@@ -181,30 +188,33 @@ def param(params, name):
     return None
 
 
-def _hostport(hp):
+def _hostport(b, i, j):
     # hostport = host [ ":" port ] ; host = hostname / IPv4address / IPv6reference (25.1)
-    if hp[:1] == b"[":
-        end = hp.find(b"]")
-        if end < 2:
+    # Parses b[i:j] (offsets spare the board a copy per step).
+    if i < j and b[i] == 91:
+        end = b.find(b"]", i, j)
+        if end < i + 2:
             raise SipError(400, "Bad URI: bad IPv6 reference")
-        host = hp[:end + 1]
+        host = b[i:end + 1]
         for c in host[1:-1]:
             if c not in b"0123456789abcdefABCDEF:.":
                 raise SipError(400, "Bad URI: bad IPv6 reference")
-        rest = hp[end + 1:]
-        if rest and rest[0] != 58:
+        c = end + 1
+        if c < j and b[c] != 58:
             raise SipError(400, "Bad URI: junk after host")
-        port = rest[1:] if rest else None
-        sep = rest
+        if c >= j:
+            c = -1
     else:
-        host, sep, port = hp.partition(b":")
+        c = b.find(b":", i, j)
+        host = b[i:c if c >= 0 else j]
         if not host or not _all_in(host, _HOST_OK):
             raise SipError(400, "Bad URI: invalid host")
-    if sep:
-        if not port or len(port) > 5 or not port.isdigit() or int(port) > 65535:
-            raise SipError(400, "Bad URI: invalid port")
-        return host, int(port)
-    return host, None
+    if c < 0:
+        return host, None
+    port = b[c + 1:j]
+    if not port or len(port) > 5 or not port.isdigit() or int(port) > 65535:
+        raise SipError(400, "Bad URI: invalid port")
+    return host, int(port)
 
 
 class Uri:
@@ -268,6 +278,26 @@ class Uri:
         return "Uri(%r)" % self.serialize()
 
 
+def _pairs(b, i, j, sep, need_eq):
+    # uri-parameters (";" name ["=" value]) or headers ("&" hname "=" hvalue) of b[i:j],
+    # unescaped (19.1.1).
+    out = []
+    while i <= j:
+        k = b.find(sep, i, j)
+        if k < 0:
+            k = j
+        eq = b.find(b"=", i, k)
+        if eq == i or k == i or (need_eq and eq < 0):
+            raise SipError(400, "Bad URI: empty parameter" if sep == b";" else
+                           "Bad URI: bad header part")
+        if eq < 0:
+            out.append((unescape(b[i:k]), None))
+        else:
+            out.append((unescape(b[i:eq]), unescape(b[eq + 1:k])))
+        i = k + 1
+    return out
+
+
 def parse_uri(b):
     # SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]  (19.1.1, 25.1)
     # absoluteURI = scheme ":" ( hier-part / opaque-part )  (RFC 2396, kept opaque)
@@ -276,43 +306,45 @@ def parse_uri(b):
     for ch in _BAD_IN_URI:
         if ch in b:
             raise SipError(400, "Bad URI: space, quote or <> inside URI")
-    colon = b.find(b":")
-    if colon <= 0 or not b[:1].isalpha():
-        raise SipError(400, "Bad URI: no scheme")
-    scheme = b[:colon].lower()
-    for c in scheme:
-        if c not in b"abcdefghijklmnopqrstuvwxyz0123456789+-.":
-            raise SipError(400, "Bad URI: invalid scheme")
-    rest = b[colon + 1:]
-    if scheme != b"sip" and scheme != b"sips":
-        if not rest:
+    if b.startswith(b"sip:"):
+        scheme = b"sip"
+        i = 4
+    elif b.startswith(b"sips:"):
+        scheme = b"sips"
+        i = 5
+    else:
+        colon = b.find(b":")
+        c = b[0] | 32
+        if colon <= 0 or c < 97 or c > 122:
+            raise SipError(400, "Bad URI: no scheme")
+        scheme = b[:colon].lower()
+        for c in scheme:
+            if c not in b"abcdefghijklmnopqrstuvwxyz0123456789+-.":
+                raise SipError(400, "Bad URI: invalid scheme")
+        if colon + 1 >= len(b):
             raise SipError(400, "Bad URI: empty after scheme")
-        return Uri(scheme, opaque=rest)
+        if scheme != b"sip" and scheme != b"sips":
+            return Uri(scheme, opaque=b[colon + 1:])
+        i = colon + 1
+    n = len(b)
     user = password = None
-    at = rest.rfind(b"@")
+    at = b.rfind(b"@", i)
     if at >= 0:
-        user, sep, password = rest[:at].partition(b":")
-        if not user:
+        c = b.find(b":", i, at)
+        if c == i or at == i:
             raise SipError(400, "Bad URI: empty user")
-        user = unescape(user)
-        password = unescape(password) if sep else None
-        rest = rest[at + 1:]
-    rest, sep, hdrs = rest.partition(b"?")
-    parts = rest.split(b";")
-    host, port = _hostport(parts[0])
-    params = []
-    for p in parts[1:]:
-        name, eq, val = p.partition(b"=")
-        if not name:
-            raise SipError(400, "Bad URI: empty parameter")
-        params.append((unescape(name), unescape(val) if eq else None))
-    headers = []
-    if sep:
-        for h in hdrs.split(b"&"):
-            name, eq, val = h.partition(b"=")
-            if not name or not eq:
-                raise SipError(400, "Bad URI: bad header part")
-            headers.append((unescape(name), unescape(val)))
+        if c < 0:
+            user = unescape(b[i:at])
+        else:
+            user = unescape(b[i:c])
+            password = unescape(b[c + 1:at])
+        i = at + 1
+    q = b.find(b"?", i)
+    end = q if q >= 0 else n
+    semi = b.find(b";", i, end)
+    host, port = _hostport(b, i, semi if semi >= 0 else end)
+    params = _pairs(b, semi + 1, end, b";", False) if semi >= 0 else []
+    headers = _pairs(b, q + 1, n, b"&", True) if q >= 0 else []
     return Uri(scheme, user, password, host, port, params, headers)
 
 
@@ -335,12 +367,13 @@ def parse_name_addr(b):
         lt = s.find(b"<")
         semi = s.find(b";")
         if lt >= 0 and (semi < 0 or lt < semi):
-            display = s[:lt].strip(b" \t")
-            if _DQ in display:
-                raise SipError(400, "Bad address: stray quote in display name")
-            for word in display.split():
-                if not is_token(word):
-                    raise SipError(400, "Bad address: display name must be quoted")
+            display = s[:lt].strip(b" \t") if lt else None
+            if display:
+                if _DQ in display:
+                    raise SipError(400, "Bad address: stray quote in display name")
+                for word in display.split():
+                    if not is_token(word):
+                        raise SipError(400, "Bad address: display name must be quoted")
         else:
             lt = -1
     if lt >= 0:
@@ -348,7 +381,7 @@ def parse_name_addr(b):
         if gt < 0:
             raise SipError(400, "Bad address: missing >")
         ub = s[lt + 1:gt]
-        if ub != ub.strip(b" \t"):
+        if ub and (ub[0] == 32 or ub[0] == 9 or ub[-1] == 32 or ub[-1] == 9):
             raise SipError(400, "Bad address: space inside <>")
         return (display or None), parse_uri(ub), parse_params(s[gt + 1:])
     semi = s.find(b";")
@@ -419,27 +452,34 @@ class Via:
 def parse_via(b):
     # sent-protocol = protocol-name SLASH protocol-version SLASH transport
     # SLASH = SWS "/" SWS ; sent-by = host [ COLON port ]  (LWS allowed around both)
-    segs = split_top(unfold(b), 59)
-    sp = segs[0].split(b"/", 2)
-    if len(sp) != 3:
-        raise SipError(400, "Bad Via: no sent-protocol")
-    name = sp[0].strip(b" \t").upper()
-    ver = sp[1].strip(b" \t")
-    if name != b"SIP":
-        raise SipError(400, "Bad Via: protocol is not SIP")
-    if ver != b"2.0":
-        raise SipError(505, "Version Not Supported (Via)")
-    rest = sp[2].strip(b" \t").split(None, 1)
+    b = unfold(b)
+    semi = b.find(b";")
+    head = b if semi < 0 else b[:semi]
+    if head.startswith(b"SIP/2.0/"):
+        rest = head[8:]
+    else:
+        sp = head.split(b"/", 2)
+        if len(sp) != 3:
+            raise SipError(400, "Bad Via: no sent-protocol")
+        if sp[0].strip(b" \t").upper() != b"SIP":
+            raise SipError(400, "Bad Via: protocol is not SIP")
+        if sp[1].strip(b" \t") != b"2.0":
+            raise SipError(505, "Version Not Supported (Via)")
+        rest = sp[2]
+    rest = rest.split(None, 1)
     if len(rest) != 2 or not is_token(rest[0]):
         raise SipError(400, "Bad Via: no transport or sent-by")
-    sent_by = b"".join(rest[1].split())
-    host, port = _hostport(sent_by)
-    params = []
-    if len(segs) > 1:
-        params = parse_params(b";" + b";".join(segs[1:]))
-    return Via(rest[0].upper(), host, port, params)
+    sent_by = rest[1]
+    if b" " in sent_by or b"\t" in sent_by:
+        sent_by = b"".join(sent_by.split())
+    host, port = _hostport(sent_by, 0, len(sent_by))
+    t = rest[0]
+    u = t.upper()
+    return Via(t if u == t else u, host, port, parse_params(b[semi:]) if semi >= 0 else [])
 
 
 def parse_via_list(b):
     # Via = ( "Via" / "v" ) HCOLON via-parm *(COMMA via-parm); empty elements are errors.
+    if b"," not in b:
+        return [parse_via(b)]
     return [parse_via(p) for p in split_top(unfold(b), _COMMA)]
