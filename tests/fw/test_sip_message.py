@@ -209,3 +209,14 @@ def test_leading_crlf_and_no_content_length_datagram():
     m = parse(b"\r\n\r\n" + REG.replace(b"Content-Length: 0\r\n", b"") + b"body")
     assert m.body == b"body" and m.get("content-length") is None
     assert m.serialize().endswith(b"Content-Length: 4\r\n\r\nbody")
+
+
+def test_status_code_range():
+    for code in (b"099", b"700", b"999", b"20", b"2000", b"abc"):
+        e = raises(SipError, parse, b"SIP/2.0 " + code + b" X\r\nVia: SIP/2.0/UDP h\r\n\r\n")
+        assert e.status == 400 and "status code" in e.reason, code
+    ok = REG.replace(b"REGISTER sip:registrar.example.com SIP/2.0", b"SIP/2.0 699 Whatever")
+    assert parse(ok).status == 699
+    ok = REG.replace(b"REGISTER sip:registrar.example.com SIP/2.0", b"SIP/2.0 100")
+    m = parse(ok)
+    assert m.status == 100 and m.reason == b""

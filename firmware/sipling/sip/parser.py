@@ -109,8 +109,8 @@ def _start_line(sl):
         if ver.upper() != b"SIP/2.0":
             raise SipError(505, "Version Not Supported")
         code, _, reason = rest.partition(b" ")
-        if len(code) != 3 or not code.isdigit() or code[0] == 48:
-            raise SipError(400, "Bad status code")
+        if len(code) != 3 or not code.isdigit() or code[0] < 49 or code[0] > 54:
+            raise SipError(400, "Bad status code")   # Status-Code = 3DIGIT, 100..699 (7.2)
         m = Message(status=int(code), reason=reason)
         return m
     parts = sl.split(b" ")

@@ -1,220 +1,16 @@
-# SIP/SIPS URIs, name-addr / addr-spec, Via values and generic-param lists.
-# RFC 3261 section 19.1 (URI), 20.10 (name-addr), 20.42 (Via), 25.1 (ABNF); RFC 3581 (rport).
+# SIP/SIPS URIs and name-addr / addr-spec (RFC 3261 19.1, 20.10, 25.1).
 # No regex (DESIGN.md 5.1): find/partition/split on bytes and small lookup tables.
+# The lexical helpers live in lex.py and Via in via.py; both are re-exported here.
 from micropython import const
 
 from sipling.sip.error import SipError
+from sipling.sip.lex import (  # noqa: F401  (re-exported)
+    is_token, unfold, unescape, escape, quoted_end, unquote, split_top, parse_params, param,
+    hostport, all_in, USER_OK, PASS_OK, PARAM_OK, HDR_OK)
+from sipling.sip.via import Via, parse_via, parse_via_list  # noqa: F401  (re-exported)
 
 _DQ = const(34)
-_BS = const(92)
-_LT = const(60)
-_GT = const(62)
-_COMMA = const(44)
-
-
-def _table(chars):
-    t = bytearray(256)
-    for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789":
-        t[c] = 1
-    for c in chars:
-        t[c] = 1
-    return bytes(t)
-
-
-# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")  (25.1)
-_TOKEN = _table(b"-.!%*_+`'~")
-# unreserved = alphanum / mark ; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
-_USER_OK = _table(b"-_.!~*'()&=+$,;?/")      # user-unreserved (19.1.1, 25.1)
-_PASS_OK = _table(b"-_.!~*'()&=+$,")
-_PARAM_OK = _table(b"-_.!~*'()[]/:&+$")      # param-unreserved
-_HDR_OK = _table(b"-_.!~*'()[]/?:+$")        # hnv-unreserved
-_HOST_OK = _table(b"-._")                     # hostname (lenient about "_"); IPv4
-_HEX = b"0123456789abcdefABCDEF"
 _BAD_IN_URI = (b" ", b"\t", b"\r", b"\n", b"<", b">", b'"', b"\x00")
-
-
-def _all_in(b, table):
-    for c in b:
-        if not table[c]:
-            return False
-    return True
-
-
-def is_token(b):
-    return len(b) > 0 and _all_in(b, _TOKEN)
-
-
-def unfold(v):
-    # RFC 3261 7.3.1: a continuation line (CRLF then SP/HT) is LWS; drop the CRLF.
-    if b"\n" in v:
-        return v.replace(b"\r\n", b"")
-    return v
-
-
-def unescape(b):
-    # escaped = "%" HEXDIG HEXDIG (25.1); one pass, never recursive (RFC 4475 3.1.1.3).
-    i = b.find(b"%")
-    if i < 0:
-        return b
-    out = []
-    start = 0
-    n = len(b)
-    while i >= 0:
-        if i + 2 >= n or b[i + 1] not in _HEX or b[i + 2] not in _HEX:
-            raise SipError(400, "Bad URI: invalid %-escape")
-        out.append(b[start:i])
-        out.append(bytes([int(b[i + 1:i + 3], 16)]))
-        start = i + 3
-        i = b.find(b"%", start)
-    out.append(b[start:])
-    return b"".join(out)
-
-
-def escape(b, table):
-    if _all_in(b, table):
-        return b
-    out = []
-    for c in b:
-        if table[c]:
-            out.append(bytes([c]))
-        else:
-            out.append(b"%%%02X" % c)
-    return b"".join(out)
-
-
-def quoted_end(v, i):
-    # quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE ; v[i] is the opening quote.
-    # Returns the index just past the closing quote.
-    j = i + 1
-    while True:
-        q = v.find(b'"', j)
-        if q < 0:
-            raise SipError(400, "Bad header: unterminated quoted string")
-        b = v.find(b"\\", j, q)
-        if b < 0:
-            return q + 1
-        j = b + 2
-
-
-def unquote(q):
-    # q is a whole quoted-string; returns its content with quoted-pairs resolved.
-    inner = q[1:-1]
-    if b"\\" not in inner:
-        return inner
-    out = []
-    i = 0
-    n = len(inner)
-    while i < n:
-        c = inner[i]
-        if c == _BS and i + 1 < n:
-            i += 1
-            c = inner[i]
-        out.append(bytes([c]))
-        i += 1
-    return b"".join(out)
-
-
-def split_top(v, sep):
-    # Split on byte `sep` outside quoted strings (and outside <...> when sep is a comma),
-    # as comma lists (7.3.1) and generic-param lists need. Unbalanced quotes are an error.
-    if _DQ not in v and (sep != _COMMA or _LT not in v):
-        return v.split(bytes([sep]))
-    sb = bytes([sep])
-    comma = sep == _COMMA
-    out = []
-    start = i = 0
-    while True:
-        s = v.find(sb, i)
-        if s < 0:
-            break
-        q = v.find(b'"', i, s)
-        a = v.find(b"<", i, s) if comma else -1
-        if q < 0 and a < 0:
-            out.append(v[start:s])
-            start = i = s + 1
-        elif a < 0 or 0 <= q < a:
-            i = quoted_end(v, q)
-        else:
-            g = v.find(b">", a)
-            if g < 0:
-                break
-            i = g + 1
-    q = v.find(b'"', i)
-    while q >= 0:
-        q = v.find(b'"', quoted_end(v, q))
-    out.append(v[start:])
-    return out
-
-
-def parse_params(b):
-    # *( SEMI generic-param ) ; generic-param = token [ EQUAL gen-value ]  (25.1)
-    # gen-value = token / host / quoted-string. Returns [(name, value|None)], value as
-    # received (quotes kept). Empty parameters (";;") are an error (RFC 4475 3.1.2.1).
-    if not b:
-        return []
-    b = b.strip(b" \t")
-    if not b:
-        return []
-    if b[0] != 59:
-        raise SipError(400, "Bad header: junk after address")
-    out = []
-    for seg in split_top(b[1:], 59):
-        eq = seg.find(b"=")
-        name = seg if eq < 0 else seg[:eq]
-        if name and (name[0] == 32 or name[0] == 9 or name[-1] == 32 or name[-1] == 9):
-            name = name.strip(b" \t")
-        if not is_token(name):
-            raise SipError(400, "Bad header: empty or invalid parameter")
-        if eq >= 0:
-            val = seg[eq + 1:].strip(b" \t")
-            if not val:
-                raise SipError(400, "Bad header: parameter without value")
-            if val[0] == _DQ:
-                if quoted_end(val, 0) != len(val):
-                    raise SipError(400, "Bad header: junk after quoted parameter")
-            elif b" " in val or b"\t" in val:
-                raise SipError(400, "Bad header: space in parameter value")
-            out.append((name, val))
-        else:
-            out.append((name, None))
-    return out
-
-
-def param(params, name):
-    # Case-insensitive lookup in a params list; None when absent, b"" when value-less.
-    for n, v in params:
-        if n == name or n.lower() == name:
-            return b"" if v is None else v
-    return None
-
-
-def _hostport(b, i, j):
-    # hostport = host [ ":" port ] ; host = hostname / IPv4address / IPv6reference (25.1)
-    # Parses b[i:j] (offsets spare the board a copy per step).
-    if i < j and b[i] == 91:
-        end = b.find(b"]", i, j)
-        if end < i + 2:
-            raise SipError(400, "Bad URI: bad IPv6 reference")
-        host = b[i:end + 1]
-        for c in host[1:-1]:
-            if c not in b"0123456789abcdefABCDEF:.":
-                raise SipError(400, "Bad URI: bad IPv6 reference")
-        c = end + 1
-        if c < j and b[c] != 58:
-            raise SipError(400, "Bad URI: junk after host")
-        if c >= j:
-            c = -1
-    else:
-        c = b.find(b":", i, j)
-        host = b[i:c if c >= 0 else j]
-        if not host or not _all_in(host, _HOST_OK):
-            raise SipError(400, "Bad URI: invalid host")
-    if c < 0:
-        return host, None
-    port = b[c + 1:j]
-    if not port or len(port) > 5 or not port.isdigit() or int(port) > 65535:
-        raise SipError(400, "Bad URI: invalid port")
-    return host, int(port)
 
 
 class Uri:
@@ -241,26 +37,26 @@ class Uri:
             return self.scheme + b":" + self.opaque
         out = [self.scheme, b":"]
         if self.user is not None:
-            out.append(escape(self.user, _USER_OK))
+            out.append(escape(self.user, USER_OK))
             if self.password is not None:
                 out.append(b":")
-                out.append(escape(self.password, _PASS_OK))
+                out.append(escape(self.password, PASS_OK))
             out.append(b"@")
         out.append(self.host)
         if self.port is not None:
             out.append(b":%d" % self.port)
         for n, v in self.params:
             out.append(b";")
-            out.append(escape(n, _PARAM_OK))
+            out.append(escape(n, PARAM_OK))
             if v is not None:
                 out.append(b"=")
-                out.append(escape(v, _PARAM_OK))
+                out.append(escape(v, PARAM_OK))
         sep = b"?"
         for n, v in self.headers:
             out.append(sep)
-            out.append(escape(n, _HDR_OK))
+            out.append(escape(n, HDR_OK))
             out.append(b"=")
-            out.append(escape(v, _HDR_OK))
+            out.append(escape(v, HDR_OK))
             sep = b"&"
         return b"".join(out)
 
@@ -342,7 +138,7 @@ def parse_uri(b):
     q = b.find(b"?", i)
     end = q if q >= 0 else n
     semi = b.find(b";", i, end)
-    host, port = _hostport(b, i, semi if semi >= 0 else end)
+    host, port = hostport(b, i, semi if semi >= 0 else end)
     params = _pairs(b, semi + 1, end, b";", False) if semi >= 0 else []
     headers = _pairs(b, q + 1, n, b"&", True) if q >= 0 else []
     return Uri(scheme, user, password, host, port, params, headers)
@@ -389,97 +185,3 @@ def parse_name_addr(b):
     if b"?" in ub:
         raise SipError(400, "Bad address: URI with headers needs <>")
     return None, parse_uri(ub), parse_params(s[semi:] if semi >= 0 else b"")
-
-
-class Via:
-    # via-parm = sent-protocol LWS sent-by *( SEMI via-params )  (20.42, 25.1)
-    def __init__(self, transport, host, port=None, params=None, protocol=b"SIP/2.0"):
-        self.protocol = protocol
-        self.transport = transport
-        self.host = host
-        self.port = port
-        self.params = params if params is not None else []
-
-    def param(self, name):
-        if isinstance(name, str):
-            name = name.encode()
-        return param(self.params, name.lower())
-
-    @property
-    def branch(self):
-        return self.param(b"branch")
-
-    @property
-    def received(self):
-        return self.param(b"received")
-
-    @property
-    def has_rport(self):
-        return self.param(b"rport") is not None
-
-    @property
-    def rport(self):
-        # RFC 3581: int when the rport parameter has a value, else None.
-        v = self.param(b"rport")
-        if v and v.isdigit() and len(v) <= 5:
-            return int(v)
-        return None
-
-    def serialize(self):
-        out = [self.protocol, b"/", self.transport, b" ", self.host]
-        if self.port is not None:
-            out.append(b":%d" % self.port)
-        for n, v in self.params:
-            out.append(b";")
-            out.append(n)
-            if v is not None:
-                out.append(b"=")
-                out.append(v)
-        return b"".join(out)
-
-    def __eq__(self, other):
-        return (isinstance(other, Via) and self.protocol == other.protocol and
-                self.transport == other.transport and self.host == other.host and
-                self.port == other.port and list(self.params) == list(other.params))
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    def __repr__(self):
-        return "Via(%r)" % self.serialize()
-
-
-def parse_via(b):
-    # sent-protocol = protocol-name SLASH protocol-version SLASH transport
-    # SLASH = SWS "/" SWS ; sent-by = host [ COLON port ]  (LWS allowed around both)
-    b = unfold(b)
-    semi = b.find(b";")
-    head = b if semi < 0 else b[:semi]
-    if head.startswith(b"SIP/2.0/"):
-        rest = head[8:]
-    else:
-        sp = head.split(b"/", 2)
-        if len(sp) != 3:
-            raise SipError(400, "Bad Via: no sent-protocol")
-        if sp[0].strip(b" \t").upper() != b"SIP":
-            raise SipError(400, "Bad Via: protocol is not SIP")
-        if sp[1].strip(b" \t") != b"2.0":
-            raise SipError(505, "Version Not Supported (Via)")
-        rest = sp[2]
-    rest = rest.split(None, 1)
-    if len(rest) != 2 or not is_token(rest[0]):
-        raise SipError(400, "Bad Via: no transport or sent-by")
-    sent_by = rest[1]
-    if b" " in sent_by or b"\t" in sent_by:
-        sent_by = b"".join(sent_by.split())
-    host, port = _hostport(sent_by, 0, len(sent_by))
-    t = rest[0]
-    u = t.upper()
-    return Via(t if u == t else u, host, port, parse_params(b[semi:]) if semi >= 0 else [])
-
-
-def parse_via_list(b):
-    # Via = ( "Via" / "v" ) HCOLON via-parm *(COMMA via-parm); empty elements are errors.
-    if b"," not in b:
-        return [parse_via(b)]
-    return [parse_via(p) for p in split_top(unfold(b), _COMMA)]
