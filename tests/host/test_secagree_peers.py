@@ -201,9 +201,13 @@ class ScriptedClient:
                     continue
                 return m, s.getsockname()[1]
 
-    def register(self, max_steps=10):
-        """Run until a 2xx to a protected REGISTER, FAILED, or max_steps; return final status."""
-        self._feed(self.c.start(self.now()))
+    def register(self, max_steps=10, refresh=False):
+        """Run until a 2xx to a protected REGISTER, FAILED, or max_steps; return final status.
+        refresh=True: a registration refresh under the current agreement (fresh SPIs/port-c)."""
+        if refresh:
+            self._feed(self.c.refresh(self.now()))
+        else:
+            self._feed(self.c.start(self.now()))
         for _ in range(max_steps):
             protected = self.c.protected()
             self._request()
@@ -344,6 +348,32 @@ def test_sipp_401_ims_style(sipp):
     assert ag.status == 401 and (ag.alg, ag.ealg) == (b"hmac-sha-1-96", b"null")
     assert (ag.peer["spi_c"], ag.peer["spi_s"]) == (70002, 70003)
     assert ag.sas()[0] == (1, "out", ag.local["port_c"], s.port, 70003)
+
+
+def test_sipp_refresh_renegotiates_under_the_old_association(sipp):
+    s = sipp("secagree_refresh.xml")
+    base = _free_range(9)
+    cl = ScriptedClient(_policy(base, ipsec_algs=(("hmac-sha-1-96", "null"),)), ("127.0.0.1", s.port))
+    try:
+        assert cl.register() == 200, cl.responses
+        old = cl.agreements()[0]
+        n = len(cl.sent)
+        status = cl.register(refresh=True)
+    finally:
+        cl.close()
+    rc, logs = s.finish()
+    assert status == 200, (cl.responses, logs)
+    assert rc == 0, logs
+    assert [(st, p) for st, p, _ in cl.responses] == [(401, False), (200, True), (401, True), (200, True)]
+    first, second = cl.agreements()
+    assert (first.peer["spi_c"], second.peer["spi_c"]) == (80000, 90000)
+    assert second.local["port_s"] == first.local["port_s"]
+    assert second.local["port_c"] != first.local["port_c"]
+    assert second.local["spi_c"] != first.local["spi_c"] and second.local["spi_s"] != first.local["spi_s"]
+    refresh_req, final_req = cl.sent[n], cl.sent[n + 1]
+    assert refresh_req[0] and refresh_req[1] == first.local["port_c"]   # under the old SAs
+    assert final_req[0] and final_req[1] == second.local["port_c"]      # under the new ones
+    assert ("drop", first) in cl.events
 
 
 def test_sipp_494_to_protected_request_is_tamper(sipp):
@@ -498,10 +528,21 @@ def test_kamailio_ipsec_3gpp_signalling(kam):
     cl = ScriptedClient(_policy(base, require_ipsec=True), ("127.0.0.1", kam.port))
     try:
         status = cl.register()
+        n = len(cl.sent)
+        # refresh: fresh SPIs and port-c offered under the old association; Kamailio's list
+        # is static, so its 200 keeps the association (RFC 3329 2.5)
+        refreshed = cl.register(refresh=True)
     finally:
         cl.close()
     assert status == 200, (cl.responses, kam.log()[-3000:])
+    assert refreshed == 200, (cl.responses, kam.log()[-3000:])
+    assert "sec-agree: refresh kept ipsec-3gpp" in cl.logs()
+    prot, src, dst, data = cl.sent[n]
+    assert data.count(b"\r\nSecurity-Client: ipsec-3gpp") == 2 and b"\r\nSecurity-Verify: " in data
     ag, = cl.agreements()
+    assert prot and src == ag.local["port_c"] and dst == ("127.0.0.1", kam.port_s)
+    assert b"spi-c=%d;" % cl.c.local["spi_c"] in data and cl.c.local["spi_c"] != ag.local["spi_c"]
+    cl.sent = cl.sent[:n]
     assert ag.mechanism == b"ipsec-3gpp" and (ag.alg, ag.ealg) == (b"hmac-sha-1-96", b"null")
     assert ag.peer == {"spi_c": 11111, "spi_s": 22222, "port_c": kam.port, "port_s": kam.port_s}
     prot, src, dst, data = cl.sent[-1]
