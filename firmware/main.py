@@ -1,6 +1,9 @@
 # Boot entry: load the config and the board, join Wi-Fi, run the app until it stops.
-# On the unix port (the simulated board) `sipling sim` sets SIPLING_CONFIG / SIPLING_BOARD;
-# a config problem prints one line each and exits 2, never a traceback.
+# Paths are relative to the current directory: "/" on the board; the simulated board's
+# directory on the unix port (`sipling sim` may point SIPLING_CONFIG / SIPLING_BOARD elsewhere).
+# A config problem prints one line each and exits 2 on the unix port, never a traceback; on
+# the board it stays at the REPL so `sipling provision` can fix it. A config committed by
+# `sipling provision` while the app runs (key rotation) de-registers and restarts the app.
 import os
 import sys
 
@@ -8,8 +11,9 @@ from sipling import config, log
 from sipling.shell import board as _board
 from sipling.shell import clock
 
-CONFIG = "/sipling.json"
-BOARD = "/board.json"
+CONFIG = "sipling.json"
+BOARD = "board.json"
+_UNIX = sys.platform in ("linux", "darwin")
 
 
 def _env(name, default):
@@ -25,51 +29,111 @@ def _print_line(line):
 def _fail(lines):
     for ln in lines:
         print("sipling: " + ln)
-    if sys.platform == "linux":
+    if _UNIX:
         sys.exit(2)
-    # on the board: stay at the REPL so `sipling provision` can fix it
+    return None
 
 
-def main():
-    cfg, problems = config.load(_env("SIPLING_CONFIG", CONFIG))
+def _load(cfg_path, board_path):
+    """(cfg, Board) or None after printing the problems."""
+    cfg, problems = config.load(cfg_path)
     if problems:
         return _fail(problems)
     try:
-        desc = _board.load_desc(_env("SIPLING_BOARD", BOARD))
+        desc = _board.load_desc(board_path)
         if desc.get("name") != cfg["board"]:
             return _fail(["config: board is %s but this board is %s; set \"board\": \"%s\" in the config"
                           % (cfg["board"], desc.get("name"), desc.get("name"))])
-        b = _board.Board(desc)
+        return cfg, _board.Board(desc)
     except _board.BoardError as e:
         return _fail([str(e)])
+
+
+def _provisioner(cfg_path, reload):
+    # the console also carries `sipling provision` frames (length, CRC, ack; atomic commit)
+    try:
+        from sipling.provision.device import Provisioner
+        from sipling.provision.store import Store
+        from sipling.shell import fs
+    except ImportError:
+        return None
+    st = Store(fs, cfg_path)
+    note = st.recover()  # a transfer cut at any byte leaves the old config whole
+    if note:
+        print("sipling: " + note)
+    return Provisioner(st, on_commit=lambda name: reload(), fw="sipling")
+
+
+def main():
+    cfg_path = _env("SIPLING_CONFIG", CONFIG)
+    board_path = _env("SIPLING_BOARD", BOARD)
+    state = {"app": None, "reload": False}
+
+    def reload():
+        state["reload"] = True
+        a = state["app"]
+        if a is not None and not a.stopping:
+            log.info("app", "new config committed: de-registering to restart with it")
+            a.stop(clock.now_ms())
+
+    prov = _provisioner(cfg_path, reload)
+    loaded = _load(cfg_path, board_path)
+    if loaded is None:
+        return
     log.set_sink(_print_line)
     log.set_clock(clock.now_ms)
-    log.set_level(cfg["log"]["level"])
-    log.set_trace(cfg["log"]["trace_sip"])
     from sipling.shell import wifi
-    try:
-        ip = wifi.connect(cfg)
-    except OSError as e:
-        log.error("wifi", str(e))
-        return
     from sipling.app import App
     from sipling.shell import loop
-    try:
-        if "ipsec-3gpp" in cfg["secagree"]["mechanisms"]:
-            # the one transport object: plain UDP until an ipsec agreement installs SAs
-            transport = loop.EspTransport(cfg, os.urandom)
-            hooks = (transport.agreed, transport.drop)
+    while True:
+        cfg, b = loaded
+        log.set_level(cfg["log"]["level"])
+        log.set_trace(cfg["log"]["trace_sip"])
+        try:
+            ip = wifi.connect(cfg)
+        except OSError as e:
+            log.error("wifi", str(e))
+            return
+        try:
+            if "ipsec-3gpp" in cfg["secagree"]["mechanisms"]:
+                # the one transport object: plain UDP until an ipsec agreement installs SAs
+                transport = loop.EspTransport(cfg, os.urandom)
+                hooks = (transport.agreed, transport.drop)
+            else:
+                transport = loop.PlainTransport(cfg)
+                hooks = (None, None)
+        except OSError as e:
+            return _fail(["cannot bind %s ports %d/%d (%s); is another sim running? change local.port_c/port_s"
+                          % (cfg["local"]["host"], cfg["local"]["port_c"], cfg["local"]["port_s"], e)])
+        app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000,
+                  on_agreed=hooks[0], on_drop=hooks[1])
+        if ip:
+            app.ua.local_ip = ip
+        state["app"] = app
+        state["reload"] = False
+        con = loop.Console(app, prov)
+        loop.run(app, transport, con)
+        state["app"] = None
+        if not state["reload"]:
+            return
+        nxt = _load_quiet(cfg_path, board_path)
+        if nxt is None:
+            log.error("app", "the new config has problems (see above); keeping the previous one")
         else:
-            transport = loop.PlainTransport(cfg)
-            hooks = (None, None)
-    except OSError as e:
-        return _fail(["cannot bind %s ports %d/%d (%s); is another sim running? change local.port_c/port_s"
-                      % (cfg["local"]["host"], cfg["local"]["port_c"], cfg["local"]["port_s"], e)])
-    app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000,
-              on_agreed=hooks[0], on_drop=hooks[1])
-    if ip:
-        app.ua.local_ip = ip
-    loop.run(app, transport, console=True)
+            loaded = nxt
+
+
+def _load_quiet(cfg_path, board_path):
+    cfg, problems = config.load(cfg_path)
+    for p in problems:
+        log.error("config", p)
+    if problems:
+        return None
+    try:
+        return cfg, _board.Board(_board.load_desc(board_path))
+    except _board.BoardError as e:
+        log.error("config", str(e))
+        return None
 
 
 main()

@@ -97,11 +97,15 @@ def run(args):
         return 0
     try:
         if args.pty:
-            try:
-                from . import ptyboard
-            except ImportError:
-                raise UserError("--pty needs sipling_host.ptyboard, which is not installed yet; run without --pty")
-            return ptyboard.run(argv, env)
+            # the board's filesystem is a directory: /sipling.json and /board.json in it, the
+            # console on a pty for `sipling logs`, `sipling provision`, `mpremote ... resume`
+            from . import ptyboard
+            fsdir = os.path.join(tmp, "fs")
+            os.makedirs(fsdir)
+            shutil.copy(env["SIPLING_CONFIG"], os.path.join(fsdir, "sipling.json"))
+            os.chmod(os.path.join(fsdir, "sipling.json"), 0o600)
+            shutil.copy(env["SIPLING_BOARD"], os.path.join(fsdir, "board.json"))
+            return ptyboard.serve(argv[1], cwd=fsdir, link=os.path.join(tmp, "board.tty"))
         p = subprocess.Popen(argv, env=env)
         try:
             return p.wait()

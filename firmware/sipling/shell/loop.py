@@ -53,28 +53,95 @@ class PlainTransport:
             s.close()
 
 
-def run(app, transport, console=True):
-    """Pump until the app has stopped. Returns 0."""
+class Console:
+    """The console as bytes (stdin here, the UART on the board): provisioning frames go to
+    the provisioner (sipling.provision.device), typed lines to app.console(); replies and
+    log lines share stdout. Frame bytes are never echoed or logged."""
+
+    def __init__(self, app, provisioner=None):
+        from sipling.provision import frame
+        self.app = app
+        self.prov = provisioner
+        self.split = frame.Splitter()
+        self.inp = getattr(sys.stdin, "buffer", sys.stdin)
+        self.out = getattr(sys.stdout, "buffer", sys.stdout)
+        self.poll = select.poll()
+        self.poll.register(self.inp, select.POLLIN)
+
+    def write(self, b):
+        if isinstance(b, str):
+            b = b.encode()
+        try:
+            self.out.write(b)
+        except TypeError:
+            self.out.write(b.decode())
+
+    def read(self, now):
+        """Drain what is waiting; False at end of input."""
+        chunk = []
+        while len(chunk) < 512:
+            c = self.inp.read(1)
+            if not c:
+                if not chunk:
+                    return False
+                break
+            chunk.append(c if isinstance(c, bytes) else c.encode())
+            ev = self.poll.poll(0)
+            if not ev or not (ev[0][1] & select.POLLIN):
+                break
+        for kind, body in self.split.feed(b"".join(chunk)):
+            if kind == "frame":
+                if self.prov is not None:
+                    r = self.prov.handle_frame(body)
+                    if r:
+                        self.write(r)
+            else:
+                try:
+                    reply = self.app.console(body.decode(), now)
+                except UnicodeError:
+                    reply = "error console lines are text"
+                if reply:
+                    self.write(reply + "\n")
+        return True
+
+
+def _guard(what, fn, *args):
+    # one bad datagram or bug must not take the board down: log it, keep serving
+    try:
+        return fn(*args)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        log.exc("app", what, e)
+        return None
+
+
+def _flush(app, transport):
+    for data, dst in app.datagrams_to_send():
+        transport.send(data, dst)
+
+
+def run(app, transport, console=None):
+    """Pump until the app has stopped. console: a Console (or None). Returns 0."""
     p = select.poll()
     socks = {}
     for s in transport.socks():
         p.register(s, select.POLLIN)
         socks[id(s)] = s
-    stdin = sys.stdin if console else None
-    if stdin is not None:
-        p.register(stdin, select.POLLIN)
+    con_in = console.inp if console is not None else None
+    if con_in is not None:
+        p.register(con_in, select.POLLIN)
     now = clock.now_ms()
     app.start(now)
     deadline = None
+    tick = getattr(transport, "tick", None)
     try:
         while True:
             now = clock.now_ms()
-            app.handle_timer(now)
-            tick = getattr(transport, "tick", None)
+            _guard("timer", app.handle_timer, now)
             if tick:
                 tick(now)  # ESP-in-UDP NAT keep-alive (RFC 3948 4)
-            for data, dst in app.datagrams_to_send():
-                transport.send(data, dst)
+            _flush(app, transport)
             if app.stopping:
                 if deadline is None:
                     deadline = now + _STOP_GRACE_MS
@@ -93,24 +160,19 @@ def run(app, transport, console=True):
                 continue
             for obj, ev in ready:
                 now = clock.now_ms()
-                if stdin is not None and obj is stdin:
-                    line = stdin.readline()
-                    if not line:  # EOF: no more console, keep serving
-                        p.unregister(stdin)
-                        stdin = None
-                        continue
-                    reply = app.console(line, now)
-                    if reply:
-                        print(reply)
+                if con_in is not None and obj is con_in:
+                    if _guard("console", console.read, now) is False:
+                        p.unregister(con_in)  # end of input (closed pipe): keep serving
+                        con_in = None
+                    _flush(app, transport)
                     continue
                 s = socks.get(id(obj))
                 if s is None:
                     continue
                 r = transport.recv(s)
                 if r is not None:
-                    app.receive(r[0], r[1], r[2], now)
-                for data, dst in app.datagrams_to_send():
-                    transport.send(data, dst)
+                    _guard("receive", app.receive, r[0], r[1], r[2], now)
+                _flush(app, transport)
     except KeyboardInterrupt:
         # a second ^C: leave now, the binding expires on its own
         log.warn("app", "interrupted during shutdown; the registration will expire by itself")
