@@ -49,7 +49,8 @@ class Session:
     def __init__(self, dev):
         self.dev = dev
         self.state = IDLE
-        self.offers = []          # the Security-Server list last sent, as Offer objects
+        self.offers = []          # a Security-Server list sent and not yet answered (Offers)
+        self.agreed = []          # the list the agreement in use came from (Security-Verify)
         self.offered_at = 0
         self.chosen = None        # Offer in use
         self.peer = None          # (ip, port) the device's last authenticated ESP came from
@@ -144,7 +145,8 @@ class Edge:
             del self._txn[b]
         for s in self.sessions.values():
             if s.state == OFFERED and now_ms >= s.offered_at + self.cfg.offer_ms:
-                self._forget_offers(s, keep=s.chosen)
+                self._forget_offers(s)
+                s.offers = []
                 s.state = ACTIVE if s.chosen else IDLE
                 self.log("info", s.dev.name, "offer expired without a protected request")
             if s.reg_until is not None and now_ms >= s.reg_until:
@@ -174,21 +176,22 @@ class Edge:
         """End the association. Manual SAs stay installed (their replay window and
         sequence numbers must not restart) unless the bundle itself went away."""
         gone = list(s.offers)
-        if s.chosen is not None and s.chosen not in gone:
+        if s.chosen is not None:
             gone.append(s.chosen)
         for o in gone:
             if o.kind != sa.IPSEC_MAN or drop_man:
                 self._unbind(o)
         was = STATES[s.state]
-        s.state, s.offers, s.chosen, s.reg_until = IDLE, [], None, None
+        s.state, s.offers, s.agreed, s.chosen, s.reg_until = IDLE, [], [], None, None
         self.log("info", s.dev.name, "association ended (%s; was %s), registration state: unregistered"
                  % (why, was))
 
     def _commit(self, s, offer):
         old = s.chosen
         self._forget_offers(s, keep=offer)
-        if old is not None and old is not offer and old not in s.offers and old.kind != sa.IPSEC_MAN:
-            self._unbind(old)
+        if old is not None and old is not offer and old.kind != sa.IPSEC_MAN:
+            self._unbind(old)  # re-keyed: the old SAs go once the new ones carried a request
+        s.agreed, s.offers = s.offers, []
         s.chosen = offer
         s.state = ACTIVE
         self.log("info", s.dev.name, "agreed %s" % offer.describe())
@@ -218,24 +221,26 @@ class Edge:
             self._send_plain(response(msg, 494, b"Security Agreement Required (no mechanism in common)"), addr)
             self.log("warn", s.dev.name, "REGISTER offers no mechanism in common with the bundle")
             return
-        self._forget_offers(s, keep=s.chosen)
+        self._send_plain(self._offer(s, msg, offers, now_ms, self.cfg.challenge == "401"), addr)
+
+    def _offer(self, s, msg, offers, now_ms, challenge):
+        """Install the offered SA sets and build the 494/401 that lists them. The SAs of the
+        agreement in use (if any) keep working until the device uses one of the new sets."""
+        self._forget_offers(s)
         self._install_offers(s, offers)
-        s.offers, s.offered_at = offers, now_ms
-        s.state = OFFERED if s.chosen is None else s.state
-        if s.state == ACTIVE:
-            s.state = OFFERED  # renegotiating; the old SAs keep working until the new commit
+        s.offers, s.offered_at, s.state = offers, now_ms, OFFERED
         hdrs = [(b"Security-Server", o.line) for o in offers]
-        if self.cfg.challenge == "401":
+        if challenge:
             s.nonce = self.rand(16).hex().encode()
             hdrs.insert(0, (b"WWW-Authenticate", b'Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"'
                             % (self.cfg.realm.encode(), s.nonce)))
             rsp = response(msg, 401, b"Unauthorized", hdrs)
         else:
             rsp = response(msg, 494, b"Security Agreement Required", hdrs)
-        self._send_plain(rsp, addr)
         self.log("info", s.dev.name, "offered %s (%s)" % (
             ", ".join(o.line.split(b";")[0].decode() + "/" + o.alg + "/" + o.ealg for o in offers),
-            "401" if self.cfg.challenge == "401" else "494"))
+            "401" if challenge else "494"))
+        return rsp
 
     def _session_for_to(self, msg):
         to = msg.to_addr()
@@ -281,26 +286,32 @@ class Edge:
         self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, response(req, status, reason, hdrs))
 
     def _device_request(self, s, offer, msg, sport, now_ms):
-        if s.state == IDLE or offer not in s.offers and offer is not s.chosen:
+        if offer in s.offers:
+            sent = s.offers        # the device answers the list just offered
+        elif offer is s.chosen:
+            sent = s.agreed        # the agreement in use
+        else:
             # a manual SA still works but no list was sent: make the device start over
             self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required")
             self._drop(s, "no-agreement", msg.method.decode())
             return
-        if not sa.verify_ok(msg, s.offers if offer in s.offers else [s.chosen]):
+        if not sa.verify_ok(msg, sent):
             # RFC 3329 2.3.1 step 5: the list the device saw was not ours; answer with it
-            sent = s.offers if offer in s.offers else [s.chosen]
             self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required",
                                   [(b"Security-Server", o.line) for o in sent])
             self._drop(s, "verify-mismatch", "Security-Verify does not mirror Security-Server; association dropped")
             self._end(s, "Security-Verify mismatch")
             return
-        if s.state == OFFERED and offer in s.offers:
-            if self.cfg.challenge == "401" and not self._auth_ok(s, msg):
+        if sent is s.offers:
+            why = self._auth_problem(s, msg) if self.cfg.challenge == "401" else None
+            if why:
                 self._reply_protected(s, offer, msg, sport, 403, b"Forbidden (digest)")
-                self._drop(s, "bad-digest")
+                self._drop(s, "bad-digest", why)
                 self._end(s, "digest failed")
                 return
             self._commit(s, offer)
+        elif msg.method == b"REGISTER" and self.cfg.challenge == "401" and self._rekey(s, offer, msg, sport, now_ms):
+            return
         if msg.method == b"REGISTER":
             to = msg.to_addr()
             if to is None or self.store.by_aor(to[1].serialize().decode()) is not s.dev:
@@ -313,19 +324,54 @@ class Edge:
             self._reply_protected(s, offer, msg, sport, e.args[0] if isinstance(e.args[0], int) else 400,
                                   str(e).encode())
 
-    def _auth_ok(self, s, msg):
+    def _rekey(self, s, offer, msg, sport, now_ms):
+        """A protected refresh REGISTER offering fresh SPIs (RFC 3329 2.5 / TS 33.203
+        re-registration): answer on the current SAs with 401 + a fresh Security-Server list;
+        the old SAs stay until the device uses the new ones. True when answered."""
+        try:
+            client = sa.client_mechs(msg)
+            offers = sa.build_offers(s.dev, client, (self.cfg.port_pc, self.cfg.port_ps), self._new_spi)
+        except sa.mech.ParseError:
+            return False
+        if not offers or all(o.kind == sa.IPSEC_MAN for o in offers):
+            return False
+        if (offers[0].spi_uc, offers[0].spi_us) == (s.chosen.spi_uc, s.chosen.spi_us):
+            for o in offers:
+                if o.kind != sa.IPSEC_MAN:
+                    self._unbind(o)
+            return False  # same SPIs as in use: a plain refresh, relay it
+        rsp = self._offer(s, msg, offers, now_ms, True)
+        self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, rsp)
+        return True
+
+    def _auth_problem(self, s, msg):
+        """None when the REGISTER answers our Digest challenge (RFC 2617 3.2.2) with the
+        bundle's password, else why not (no secrets in it)."""
         from sipling.sip import digest
-        for v in msg.get_all("Authorization"):
-            for scheme, p in digest.parse_challenges(v):
+        lines = msg.get_all("Authorization")
+        if not lines:
+            # the SA keys (from the bundle) already authenticate the device; a device that
+            # does not answer the challenge under ipsec is let in, and the log says so
+            self.log("info", s.dev.name, "no Digest answer in the protected REGISTER; the SA keys authenticate it")
+            return None
+        for v in lines:
+            try:
+                chs = digest.parse_challenges(v)
+            except digest.DigestError as e:
+                return "unparseable Authorization (%s)" % e
+            for scheme, p in chs:
                 if scheme != b"digest" or p.get(b"nonce") != s.nonce:
                     continue
+                if p.get(b"username") != s.dev.user.encode():
+                    return "username %s is not the bundle's" % p.get(b"username", b"").decode()
                 alg = p.get(b"algorithm", b"MD5")
-                h1 = digest.ha1(alg, p.get(b"username", b""), p.get(b"realm", b""), s.dev.password.encode())
+                h1 = digest.ha1(alg, p[b"username"], p.get(b"realm", b""), s.dev.password.encode(),
+                                s.nonce, p.get(b"cnonce", b""))
                 qop = p.get(b"qop")
-                h2 = digest.ha2(alg, msg.method, p.get(b"uri", b""), qop)
+                h2 = digest.ha2(alg, msg.method, p.get(b"uri", b""), qop, msg.body)
                 want = digest.response_digest(alg, h1, s.nonce, p.get(b"nc"), p.get(b"cnonce"), qop, h2)
-                return want == p.get(b"response") and p.get(b"username") == s.dev.user.encode()
-        return False
+                return None if want == p.get(b"response") else "wrong digest response (password?)"
+        return "no Authorization for our nonce"
 
     def _relay_up(self, s, offer, msg, sport, now_ms):
         _max_forwards(msg)
@@ -374,7 +420,7 @@ class Edge:
             _pop_via(msg)
             if method == b"REGISTER" and 200 <= msg.status < 300:
                 self._registered(s, msg, now_ms)
-            if offer is not s.chosen and offer not in s.offers:
+            if offer is not s.chosen and offer not in s.offers and offer.kind != sa.IPSEC_MAN:
                 self._drop(s, "stale-association", "response after the SA was removed")
                 return
             self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, msg)

@@ -306,3 +306,54 @@ def test_reads_the_bundle_provision_writes(tmp_path):
     rig.edge.reload(1)
     s = rig.edge.sessions["door@example.test"]
     assert rig.edge._my_uri(s) == b"sip:door%40example.test@127.0.0.1:5059"
+
+
+def test_old_sa_keeps_working_while_a_new_list_is_offered(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    old_lines = rig.dev.server_lines
+    # another plain REGISTER (e.g. after a device restart that kept nothing) gets a new list ...
+    rig.edge.receive_plain(Device(IK, CK, PAIRS, rig.man).first_register(), DEV_ADDR, 1)
+    rig.out("plain")
+    # ... while requests on the agreement in use still verify against the list it came from
+    rig.dev.server_lines = old_lines
+    rig.edge.receive_esp(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"x"),
+                         DEV_ADDR, 2)
+    assert len(rig.out("inner")) == 1
+    assert rig.edge.sessions["door"].drops == {}
+
+
+def test_401_mode_refresh_rekeys_with_fresh_spis(tmp_path):
+    from sipling.sip import digest
+    rig = Rig(tmp_path, challenge="401")
+    pw = json.loads((rig.dir / "door.json").read_text())["identity"]["password"].encode()
+
+    def auth_for(r):
+        ch = digest.choose(r.get_all("WWW-Authenticate"))[0]
+        return digest.authorization(ch, b"door", pw, b"REGISTER", b"sip:example.test", cnonce=b"c1")
+    r = rig.negotiate("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER", extra=[(b"Authorization", auth_for(r))]),
+                         DEV_ADDR, 0)
+    rig.out("inner")
+    s = rig.edge.sessions["door"]
+    first = s.chosen
+    # refresh: protected REGISTER with a fresh Security-Client (new SPIs) under the old SAs
+    old_pair, old_db = rig.dev.pair, rig.dev.db
+    rig.dev.spi_c, rig.dev.spi_s = rig.dev.spi_c + 10, rig.dev.spi_s + 10
+    client = [(b"Security-Client", ln) for ln in parse(rig.dev.first_register(("ipsec-3gpp",))).header_lines(
+        "Security-Client")]
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER", extra=client), DEV_ADDR, 10)
+    (_, pkt, _), = rig.out("esp")
+    _, _, r = rig.dev.open(pkt)
+    assert r.status == 401 and len(r.header_lines("Security-Server")) == len(PAIRS)
+    assert s.chosen is first  # still in use
+    rig.dev.choose(r.serialize(), "ipsec-3gpp", "hmac-md5-96", "des-ede3-cbc")
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER", extra=[(b"Authorization", auth_for(r))]),
+                         DEV_ADDR, 11)
+    assert len(rig.out("inner")) == 1
+    assert s.chosen is not first and (s.chosen.alg, s.chosen.ealg) == ("hmac-md5-96", "des-ede3-cbc")
+    assert s.chosen.spi_us == rig.dev.spi_s and not rig.edge.esp.has_spi(first.spi_ps)
+    # the old SAs are gone: a packet on them is an unknown SPI now
+    rig.dev.pair, rig.dev.db = old_pair, old_db
+    rig.edge.receive_esp(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test"), DEV_ADDR, 12)
+    assert rig.out() == [] and rig.edge.esp.drops == {"unknown_spi": 1}
