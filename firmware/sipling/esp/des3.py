@@ -161,40 +161,9 @@ def schedule(key24):
     return enc, dec
 
 
-def _crypt_words(l, r, ks, sp):
-    # IP'd halves through 3 x 16 rounds (each stage ends with the half swap).
-    i = 0
-    while i < 96:
-        e = i + 32
-        while i < e:
-            w = (((r >> 3) | (r << 29)) & 0xFFFFFFFF) ^ ks[i]
-            f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
-            w = (((r >> 7) | (r << 25)) & 0xFFFFFFFF) ^ ks[i + 1]
-            l ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
-            w = (((l >> 3) | (l << 29)) & 0xFFFFFFFF) ^ ks[i + 2]
-            f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
-            w = (((l >> 7) | (l << 25)) & 0xFFFFFFFF) ^ ks[i + 3]
-            r ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
-            i += 4
-        l, r = r, l
-    return l, r
-
-
-def _ip(hi, lo, a, b):
-    # 64-bit block given as two big-endian words a (bytes 0-3), b (bytes 4-7).
-    l = r = 0
-    for n in range(8):
-        v = (a >> (28 - 4 * n)) & 15
-        l |= hi[n * 16 + v]
-        r |= lo[n * 16 + v]
-        v = (b >> (28 - 4 * n)) & 15
-        l |= hi[128 + n * 16 + v]
-        r |= lo[128 + n * 16 + v]
-    return l, r
-
-
 def cbc_plain(buf, off, n, ks, iv, encrypt):
-    """CBC over buf[off:off+n] in place (n a multiple of 8); iv is a bytearray(8) updated."""
+    """CBC over buf[off:off+n] in place (n a multiple of 8); iv is a bytearray(8) updated.
+    One loop, no helper calls or tuples per block (they would be garbage per block)."""
     sp, iph, ipl, fph, fpl = _tables()
     ca = (iv[0] << 24) | (iv[1] << 16) | (iv[2] << 8) | iv[3]
     cb = (iv[4] << 24) | (iv[5] << 16) | (iv[6] << 8) | iv[7]
@@ -202,12 +171,51 @@ def cbc_plain(buf, off, n, ks, iv, encrypt):
     while off < end:
         a = (buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]
         b = (buf[off + 4] << 24) | (buf[off + 5] << 16) | (buf[off + 6] << 8) | buf[off + 7]
+        x = a
+        y = b
         if encrypt:
-            l, r = _ip(iph, ipl, a ^ ca, b ^ cb)
-        else:
-            l, r = _ip(iph, ipl, a, b)
-        l, r = _crypt_words(l, r, ks, sp)
-        x, y = _ip(fph, fpl, l, r)
+            x ^= ca
+            y ^= cb
+        l = r = 0
+        k = 0
+        sh = 28
+        while k < 128:  # initial permutation, one nibble of each word per step
+            v = k + ((x >> sh) & 15)
+            l |= iph[v]
+            r |= ipl[v]
+            v = 128 + k + ((y >> sh) & 15)
+            l |= iph[v]
+            r |= ipl[v]
+            k += 16
+            sh -= 4
+        i = 0
+        while i < 96:
+            e = i + 32
+            while i < e:
+                w = (((r >> 3) | (r << 29)) & 0xFFFFFFFF) ^ ks[i]
+                f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
+                w = (((r >> 7) | (r << 25)) & 0xFFFFFFFF) ^ ks[i + 1]
+                l ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
+                w = (((l >> 3) | (l << 29)) & 0xFFFFFFFF) ^ ks[i + 2]
+                f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
+                w = (((l >> 7) | (l << 25)) & 0xFFFFFFFF) ^ ks[i + 3]
+                r ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
+                i += 4
+            t = l  # end of a DES stage: swap halves (its FP and the next IP cancel)
+            l = r
+            r = t
+        x = y = 0
+        k = 0
+        sh = 28
+        while k < 128:  # final permutation
+            v = k + ((l >> sh) & 15)
+            x |= fph[v]
+            y |= fpl[v]
+            v = 128 + k + ((r >> sh) & 15)
+            x |= fph[v]
+            y |= fpl[v]
+            k += 16
+            sh -= 4
         if encrypt:
             ca = x
             cb = y

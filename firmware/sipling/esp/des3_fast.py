@@ -1,5 +1,5 @@
 # MicroPython-only 3DES-CBC variants (same tables and key schedule as des3.py):
-#   native: the plain algorithm compiled with @micropython.native
+#   native: the plain algorithm (des3.cbc_plain) compiled with @micropython.native
 #   viper:  machine-word arithmetic on ptr8/ptr32 views; no heap use, no big ints on
 #           32-bit ports (the plain code's 32-bit values are big ints on ESP32).
 # Importing this module fails on CPython (no ptr32/uint) and on ports without the
@@ -102,57 +102,64 @@ def _cbc_viper(buf, ks, iv, ctx):
 
 
 @micropython.native
-def _crypt_words_native(l, r, ks, sp):
-    i = 0
-    while i < 96:
-        e = i + 32
-        while i < e:
-            w = (((r >> 3) | (r << 29)) & 0xFFFFFFFF) ^ ks[i]
-            f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
-            w = (((r >> 7) | (r << 25)) & 0xFFFFFFFF) ^ ks[i + 1]
-            l ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
-            w = (((l >> 3) | (l << 29)) & 0xFFFFFFFF) ^ ks[i + 2]
-            f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
-            w = (((l >> 7) | (l << 25)) & 0xFFFFFFFF) ^ ks[i + 3]
-            r ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
-            i += 4
-        t = l
-        l = r
-        r = t
-    return l, r
-
-
-@micropython.native
-def _perm_native(hi, lo, a, b):
-    l = 0
-    r = 0
-    n = 0
-    while n < 8:
-        v = ((a >> (28 - 4 * n)) & 15) + n * 16
-        l |= hi[v]
-        r |= lo[v]
-        v = ((b >> (28 - 4 * n)) & 15) + n * 16 + 128
-        l |= hi[v]
-        r |= lo[v]
-        n += 1
-    return l, r
-
-
-@micropython.native
 def _cbc_native(buf, off, n, ks, iv, encrypt):
+    # des3.cbc_plain compiled by the native emitter (keep the two identical).
     sp = _SP
+    iph = _IPH
+    ipl = _IPL
+    fph = _FPH
+    fpl = _FPL
     ca = (iv[0] << 24) | (iv[1] << 16) | (iv[2] << 8) | iv[3]
     cb = (iv[4] << 24) | (iv[5] << 16) | (iv[6] << 8) | iv[7]
     end = off + n
     while off < end:
         a = (buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]
         b = (buf[off + 4] << 24) | (buf[off + 5] << 16) | (buf[off + 6] << 8) | buf[off + 7]
+        x = a
+        y = b
         if encrypt:
-            l, r = _perm_native(_IPH, _IPL, a ^ ca, b ^ cb)
-        else:
-            l, r = _perm_native(_IPH, _IPL, a, b)
-        l, r = _crypt_words_native(l, r, ks, sp)
-        x, y = _perm_native(_FPH, _FPL, l, r)
+            x ^= ca
+            y ^= cb
+        l = r = 0
+        k = 0
+        sh = 28
+        while k < 128:  # initial permutation, one nibble of each word per step
+            v = k + ((x >> sh) & 15)
+            l |= iph[v]
+            r |= ipl[v]
+            v = 128 + k + ((y >> sh) & 15)
+            l |= iph[v]
+            r |= ipl[v]
+            k += 16
+            sh -= 4
+        i = 0
+        while i < 96:
+            e = i + 32
+            while i < e:
+                w = (((r >> 3) | (r << 29)) & 0xFFFFFFFF) ^ ks[i]
+                f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
+                w = (((r >> 7) | (r << 25)) & 0xFFFFFFFF) ^ ks[i + 1]
+                l ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
+                w = (((l >> 3) | (l << 29)) & 0xFFFFFFFF) ^ ks[i + 2]
+                f = sp[(w >> 24) & 63] | sp[128 + ((w >> 16) & 63)] | sp[256 + ((w >> 8) & 63)] | sp[384 + (w & 63)]
+                w = (((l >> 7) | (l << 25)) & 0xFFFFFFFF) ^ ks[i + 3]
+                r ^= f | sp[64 + ((w >> 16) & 63)] | sp[192 + ((w >> 8) & 63)] | sp[320 + (w & 63)] | sp[448 + ((w >> 24) & 63)]
+                i += 4
+            t = l  # end of a DES stage: swap halves (its FP and the next IP cancel)
+            l = r
+            r = t
+        x = y = 0
+        k = 0
+        sh = 28
+        while k < 128:  # final permutation
+            v = k + ((l >> sh) & 15)
+            x |= fph[v]
+            y |= fpl[v]
+            v = 128 + k + ((r >> sh) & 15)
+            x |= fph[v]
+            y |= fpl[v]
+            k += 16
+            sh -= 4
         if encrypt:
             ca = x
             cb = y
