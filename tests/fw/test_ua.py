@@ -268,3 +268,48 @@ def test_console_commands():
     assert app.console("press button", 0) == "ok pressed button"
     assert app.console("do set relay on", 0) == "ok relay=on"
     assert app.console("bogus", 0).startswith("error unknown console command")
+
+
+IPSEC_SERVER = (b"ipsec-3gpp;q=0.9;prot=esp;mod=trans;spi-c=1111;spi-s=2222;port-c=5066;port-s=5068;"
+                b"alg=hmac-sha-1-96;ealg=aes-cbc")
+
+
+def test_ipsec_agreement_installs_sas_then_refresh_offers_fresh_spis():
+    cfg, problems = config.validate({
+        "version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test"},
+        "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
+        "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
+        "secagree": {"mechanisms": ["ipsec-3gpp"], "require_ipsec": True},
+        "ipsec": {"ik": "00112233445566778899aabbccddeeff", "ck": "ffeeddccbbaa99887766554433221100",
+                  "algs": [["hmac-sha-1-96", "aes-cbc"]]},
+        "owners": ["sip:alice@example.test"]})
+    assert problems == [], problems
+    installed, dropped = [], []
+    app = App(cfg, SimBoard(), make_rand(), keepalive_ms=0, on_agreed=installed.append, on_drop=dropped.append)
+    app.start(0)
+    [(r1, _)] = sent(app)
+    sc = r1.get_all("Security-Client")
+    assert len(sc) == 1 and sc[0].startswith(b"ipsec-3gpp;prot=esp;mod=trans;spi-c=")
+    answer(app, r1, 494, "Security Agreement Required", [("Security-Server", IPSEC_SERVER)], 10)
+    assert len(installed) == 1 and installed[0].mechanism == b"ipsec-3gpp"
+    assert installed[0].peer == {"spi_c": 1111, "spi_s": 2222, "port_c": 5066, "port_s": 5068}
+    [(r2, _)] = sent(app)
+    assert r2.get("Security-Verify") == IPSEC_SERVER and r2.get("Authorization") is None
+    # the Via sent-by and Contact carry our protected port-s (DESIGN.md 4)
+    assert b"127.0.0.1:5064" in r2.get("Via") and b"127.0.0.1:5064" in r2.get("Contact")
+    answer(app, r2, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=600")], 20)
+    assert app.ua.status() == "registered via ipsec-3gpp"
+    first = installed[0].local
+    app.handle_timer(app.ua.t_refresh)
+    [(r3, _)] = sent(app)
+    assert r3.get("Security-Verify") == IPSEC_SERVER
+    sc3 = r3.get("Security-Client")
+    assert sc3 is not None and b"spi-c=%d;" % first["spi_c"] not in sc3  # fresh SPIs on refresh
+    assert b"port-s=5064" in sc3
+    answer(app, r3, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=600")], 480100)
+    assert app.ua.registered() and dropped == []
+    # a 494 to a protected request: tampering alarm, association dropped, start over later
+    app.handle_timer(app.ua.t_refresh)
+    [(r4, _)] = sent(app)
+    answer(app, r4, 494, "Security Agreement Required", [("Security-Server", IPSEC_SERVER)], 960300)
+    assert app.ua.state == U.BACKOFF and len(dropped) >= 1
