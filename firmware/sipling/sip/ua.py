@@ -233,6 +233,10 @@ class UA(uac.Client):
         """One datagram from src=(ip, port). protected: it came through the agreed protection
         (ESP on our SAs; for digest, from the first-hop proxy's address)."""
         if data[:4] == b"SIP/":
+            if not protected and self.sa.protected():
+                # after the agreement even responses come only through it (RFC 3329 2.3.1)
+                self.counters["ignored_unprotected"] += 1
+                return
             msg, _ = parser.parse_or_reply(data)
             if msg is not None:
                 self.on_response(msg, now)
