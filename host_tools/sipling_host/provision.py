@@ -59,6 +59,10 @@ class Link:
         self.resends = 0
         self._pending = []
 
+    def prime(self, data):
+        """Bytes already read from the port by someone else (they are parsed first)."""
+        self._pending.extend(self.split.feed(data))
+
     def _next_seq(self):
         self.seq = self.seq % 255 + 1   # 1..255; 0 marks "request unreadable"
         return self.seq
@@ -136,6 +140,47 @@ def push(link, data, name="config", chunk=frame.CHUNK_SIZE, progress=None):
     if got != sha:
         raise DeviceError(frame.E_DIGEST, b"board committed different content")
     return sha
+
+
+# --- a board at the REPL (no app running) ----------------------------------------------
+
+RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
+
+
+def _read_until(ser, needle, timeout):
+    """(found, bytes read after the needle)."""
+    got = b""
+    end = time.monotonic() + timeout
+    while needle not in got and time.monotonic() < end:
+        got += ser.read(max(1, ser.in_waiting))
+    i = got.find(needle)
+    return i >= 0, (got[i + len(needle):] if i >= 0 else b"")
+
+
+def start_repl_server(ser, path=None, timeout=2.0):
+    """Interrupt what runs (^C), enter the raw REPL (^A) and run the firmware's
+    ``serve_provisioning(path)`` (as mpremote does). (taken, bytes after the REPL's OK)."""
+    ser.write(b"\r\x03\x03")
+    ser.flush()
+    time.sleep(0.1)
+    ser.reset_input_buffer()
+    ser.write(b"\r\x01")
+    if not _read_until(ser, RAW_PROMPT, timeout)[0]:
+        return False, b""
+    code = "import sipling.shell.console as c\nc.serve_provisioning(%r)\n" % (path,)
+    ser.write(code.encode() + b"\x04")
+    return _read_until(ser, b"OK", timeout)
+
+
+def end_repl_server(link, timeout=2.0):
+    """BYE to the REPL server, then back to the friendly REPL (^B)."""
+    try:
+        link.request(frame.BYE)
+    except (LinkTimeout, DeviceError):
+        pass
+    _read_until(link.ser, b"\x04>", timeout)
+    link.ser.write(b"\x02")
+    link.ser.flush()
 
 
 # --- keys, config and bundle -----------------------------------------------------------
@@ -266,6 +311,10 @@ def add_arguments(p):
     p.add_argument("--out-bundle", default="sipling-bundles",
                    help="directory for the proxy-side bundle (default %(default)s)")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each reply")
+    p.add_argument("--no-repl", action="store_true",
+                   help="do not fall back to the raw REPL when the app does not answer")
+    p.add_argument("--device-path", help="config path on the board for the REPL fallback "
+                   "(default: the firmware's, /sipling.json)")
     p.add_argument("--baud", type=int, default=115200)
 
 
@@ -275,17 +324,36 @@ def run(args):
     ser = open_port(args.port, args.baud, timeout=0.05)
     try:
         ser.reset_input_buffer()
-        link = Link(ser, timeout=args.timeout)
+        text = []
+        link = Link(ser, timeout=args.timeout, retries=2, on_text=text.append)
+        repl = False
         try:
-            info = hello(link)
+            try:
+                info = hello(link)
+            except LinkTimeout:
+                if args.no_repl:
+                    raise
+                # no app answering: a fresh board at the REPL, or an app that refused its config
+                print("board: no app answering; provisioning through the MicroPython REPL")
+                taken, rest = start_repl_server(ser, args.device_path)
+                if not taken:
+                    raise
+                repl = True
+                del text[:]
+                link.prime(rest)
+                info = hello(link)
         except LinkTimeout:
+            if any("ImportError" in t for t in text):
+                raise UserError("the board on %s has MicroPython but no sipling firmware; "
+                                "run `sipling flash` first" % args.port)
             raise UserError("no answer from the sipling firmware on %s; is it flashed and running? "
-                            "(at a >>> prompt press Ctrl-D, or run `sipling flash`)" % args.port)
+                            "(run `sipling flash`, or reset the board)" % args.port)
         except DeviceError as e:
             if e.code == frame.E_VERSION:
-                raise UserError("the board speaks provisioning protocol %d, this tool %d; "
-                                "update the firmware or the host tools" % (e.payload[0] if e.payload else 0, frame.VERSION))
-            raise
+                raise UserError("the board speaks provisioning protocol %d, this tool %d; update the "
+                                "firmware or the host tools" % (e.payload[0] if e.payload else 0, frame.VERSION))
+            raise UserError("the board refused HELLO: %s" % e)
+        link.retries = 5
         old = (info.get("fp") or {}).get("config")
         print("board: firmware %s, provisioning protocol %s, config %s" % (
             info.get("fw") or "?", info.get("proto"), ("sha256 " + old[:16] + "...") if old else "none (fresh board)"))
@@ -303,6 +371,8 @@ def run(args):
         if fps.get("config") != sha.hex():
             raise UserError("the board reports config sha256 %s, expected %s; run sipling provision again"
                             % (fps.get("config"), sha.hex()))
+        if repl:
+            end_repl_server(link)
     finally:
         ser.close()
     bundle["config_sha256"] = sha.hex()
@@ -312,5 +382,7 @@ def run(args):
     if link.resends:
         print("link: %d request(s) resent" % link.resends)
     print("proxy bundle: %s (mode 0600; give it to sipling edge)" % path)
+    if repl:
+        print("board: reset it (or press Ctrl-D at its REPL) to start the app with the new config")
     sys.stdout.flush()
     return 0

@@ -62,9 +62,12 @@ class PtyBoard:
     (``<cwd>/../board.tty``-like temp path when None).
     """
 
-    def __init__(self, script, args=(), cwd=None, link=None, interactive=True,
-                 micropath=None, micropython=None, env=None):
-        self.script = os.path.abspath(script)
+    def __init__(self, script=None, args=(), cwd=None, link=None, interactive=True,
+                 micropath=None, micropython=None, env=None, argv=None):
+        """argv: a whole command line [micropython, script, ...] instead of script/args
+        (``-i`` is added when interactive); env's MICROPYPATH is then kept."""
+        self.argv = list(argv) if argv else None
+        self.script = os.path.abspath(script) if script else None
         self.args = list(args)
         self._own_dir = None
         if cwd is None or link is None:
@@ -103,8 +106,14 @@ class PtyBoard:
         env = dict(os.environ if self.env is None else self.env)
         # the script dir replaces the first "", the second keeps the board directory on
         # sys.path: files copied onto the board (mpremote cp) import as they would on it
-        env["MICROPYPATH"] = ":".join(["", ""] + self.micropath + [".frozen"])
-        argv = [self.micropython] + (["-i"] if self.interactive else []) + [self.script] + self.args
+        inter = ["-i"] if self.interactive else []
+        if self.argv:
+            argv = self.argv[:1] + inter + self.argv[1:]
+            mp = env.get("MICROPYPATH") or ":".join(self.micropath + [".frozen"])
+            env["MICROPYPATH"] = "::" + mp
+        else:
+            env["MICROPYPATH"] = ":".join(["", ""] + self.micropath + [".frozen"])
+            argv = [self.micropython] + inter + [self.script] + self.args
 
         def ctty():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -271,20 +280,31 @@ class PtyBoard:
                 pass
 
 
-def serve(script, args=(), cwd=None, link=None, interactive=True):
-    """Run a simulated board until ^C or until the device exits (``sipling sim --pty``)."""
-    board = PtyBoard(script, args, cwd=cwd, link=link, interactive=interactive)
+def run(argv, env=None, link=None, cwd=None, interactive=True):
+    """Run a simulated board until ^C or until the device exits (``sipling sim --pty``).
+
+    argv is the whole command line ([micropython, main.py, ...]); prints the port path for
+    ``sipling logs --port`` / ``sipling provision --port`` / ``mpremote connect``."""
+    board = PtyBoard(argv=argv, env=env, cwd=cwd, link=link, interactive=interactive)
     path = board.start()
-    print("sipling: simulated board on %s (filesystem %s); ^C stops it" % (path, board.cwd),
+    print("sipling: simulated board on %s (its files in %s); ^C stops it" % (path, board.cwd),
           flush=True)
+    rc = 0
     try:
         while board.alive():
             time.sleep(0.2)
+        rc = board.proc.returncode or 0
     except KeyboardInterrupt:
-        pass
+        rc = 130
     finally:
         board.stop()
-    return 0
+    return rc
+
+
+def serve(script, args=(), cwd=None, link=None, interactive=True):
+    """run() for a script on the firmware path: micropython SCRIPT ARGS..."""
+    env = dict(os.environ, MICROPYPATH=":".join([FIRMWARE, ".frozen"]))
+    return run([micropython_path(), os.path.abspath(script)] + list(args), env, link, cwd, interactive)
 
 
 if __name__ == "__main__":
@@ -293,6 +313,6 @@ if __name__ == "__main__":
     ap.add_argument("--link", help="stable port path (symlink to the pty)")
     ap.add_argument("--cwd", help="board filesystem directory")
     ap.add_argument("script")
-    ap.add_argument("args", nargs="*")
+    ap.add_argument("args", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     sys.exit(serve(a.script, a.args, cwd=a.cwd, link=a.link))

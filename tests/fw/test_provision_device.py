@@ -192,3 +192,15 @@ def test_cut_at_random_byte_then_reboot_old_or_new():
         p.feed(_session(old))
         assert p.store.read() == old
     _rm(d)
+
+
+def test_bye_ends_a_repl_session_and_drops_an_open_transfer():
+    d = _tmp()
+    p = _dev(d)
+    data = _cfg("x")
+    _reply(p, frame.BEGIN, 1, struct.pack(">I", len(data)) + hashlib.sha256(data).digest() + b"config")
+    assert not p.bye
+    assert _reply(p, frame.BYE, 2) == (frame.OK, 2, b"")
+    assert p.bye
+    assert os.listdir(d) == []
+    _rm(d)

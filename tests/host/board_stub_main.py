@@ -1,9 +1,12 @@
 # Stand-in for firmware/main.py in the host tests of console, provisioning and logs (runs on
 # the MicroPython unix port behind sipling_host.ptyboard): the real console, log, store and
 # provisioner, an app reduced to a few console commands.
-#   micropython -i board_stub_main.py [--beat MS] [--traces]
+#   micropython -i board_stub_main.py [--beat MS] [--traces] [--asyncio]
+# The default pump is a select.poll loop (as firmware/sipling/shell/loop.py runs the app);
+# --asyncio runs the console as an asyncio task instead.
 import sys
 import asyncio
+import select
 import time
 import binascii
 
@@ -30,6 +33,7 @@ def fp16(st):
 def main(argv):
     beat = 0
     traces = False
+    use_asyncio = False
     i = 0
     while i < len(argv):
         if argv[i] == "--beat":
@@ -37,6 +41,8 @@ def main(argv):
             i += 1
         elif argv[i] == "--traces":
             traces = True
+        elif argv[i] == "--asyncio":
+            use_asyncio = True
         i += 1
     log.set_clock(time.ticks_ms)
     log.set_level("debug")
@@ -61,22 +67,45 @@ def main(argv):
             return "done"
         return "unknown command: " + w[0]
 
-    async def beater():
-        n = 0
-        while True:
-            n += 1
-            log.info("beat", "n=%d" % n)
-            if traces:
-                log.trace("out", "udp", ("127.0.0.1", 5064), ("127.0.0.1", 5060), REG % (n, n, n))
-                log.trace("in", "udp", ("127.0.0.1", 5060), ("127.0.0.1", 5064), OK % (n, n, n))
-            await asyncio.sleep_ms(beat)
+    n = [0]
 
-    async def app():
-        con = console.start(on_line, prov)
+    def beat_once():
+        n[0] += 1
+        log.info("beat", "n=%d" % n[0])
+        if traces:
+            k = n[0]
+            log.trace("out", "udp", ("127.0.0.1", 5064), ("127.0.0.1", 5060), REG % (k, k, k))
+            log.trace("in", "udp", ("127.0.0.1", 5060), ("127.0.0.1", 5064), OK % (k, k, k))
+
+    def boot(con):
         log.set_sink(con.write)
         if note:
             log.warn("boot", note)
         log.info("boot", "config %s" % fp16(st))
+
+    if not use_asyncio:
+        con = console.Console(on_line, prov.handle_frame)
+        boot(con)
+        p = select.poll()
+        p.register(con.inp, select.POLLIN)
+        due = time.ticks_add(time.ticks_ms(), beat)
+        while True:
+            wait = max(0, time.ticks_diff(due, time.ticks_ms())) if beat else -1
+            for obj, ev in p.poll(wait):
+                if obj is con.inp and not con.pump():
+                    return
+            if beat and time.ticks_diff(time.ticks_ms(), due) >= 0:
+                beat_once()
+                due = time.ticks_add(due, beat)
+
+    async def beater():
+        while True:
+            beat_once()
+            await asyncio.sleep_ms(beat)
+
+    async def app():
+        con = console.start(on_line, prov)
+        boot(con)
         if beat:
             asyncio.create_task(beater())
         await con.task

@@ -25,7 +25,7 @@ def _tshark(pcap, *fields):
 
 def test_logs_survive_unplug_and_write_pcap(tmp_path):
     out, pcap = tmp_path / "board.log", tmp_path / "sip.pcap"
-    with board("--beat", "40", "--traces") as b:
+    with board("--beat", "40", "--traces", "--asyncio") as b:
         boot_fp(b, 0)
         proc = subprocess.Popen(
             [sys.executable, "-m", "sipling_host", "logs", "--port", b.path, "--out", str(out),

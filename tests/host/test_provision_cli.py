@@ -132,17 +132,54 @@ def test_permission_denied_names_dialout():
     assert "add yourself to the dialout group" in str(e)
 
 
-def test_board_at_repl_without_app(tmp_path, capfd):
+def test_fresh_board_at_the_repl_is_provisioned_through_raw_repl(tmp_path, capfd):
+    from sipling_host.ptyboard import PtyBoard
+    script = tmp_path / "nothing.py"
+    script.write_text("print('no app here')\n")       # MicroPython + firmware, no app running
+    with PtyBoard(str(script)) as b:
+        b.wait_output(b">>> ")
+        rc = _provision(b.path, tmp_path, "--timeout", "0.2")
+        out, err = capfd.readouterr()
+        assert (rc, err) == (0, "")
+        assert "board: no app answering; provisioning through the MicroPython REPL" in out
+        assert "config none (fresh board)" in out
+        cfg = board_file(b)
+        bundle = json.loads((tmp_path / "door@example.test.json").read_text())
+        assert bundle["config_sha256"] == hashlib.sha256(cfg).hexdigest()
+        # back at the friendly REPL afterwards, still alive, and no key echoed by the REPL
+        b.wait_output(b">>> ", start=b.output.rfind(b"\x04>"))   # ^B reached the board
+        mark = len(b.output)
+        b.send(b"print(6*7)\r")
+        b.wait_output(b"42\n", start=mark)
+        for sec in _secrets(bundle):
+            assert sec.encode() not in b.output
+
+
+def test_stock_micropython_without_firmware_one_line(tmp_path, capfd):
     from sipling_host.ptyboard import PtyBoard
     script = tmp_path / "nothing.py"
     script.write_text("print('stock micropython')\n")
-    with PtyBoard(str(script)) as b:
+    with PtyBoard(str(script), micropath=[".frozen"]) as b:
         b.wait_output(b">>> ")
         rc = _provision(b.path, tmp_path, "--timeout", "0.1")
         _, err = capfd.readouterr()
         assert rc == 1
-        assert err.startswith("sipling: no answer from the sipling firmware on %s" % b.path)
+        assert err == ("sipling: the board on %s has MicroPython but no sipling firmware; "
+                       "run `sipling flash` first\n" % b.path)
         assert not (tmp_path / "door@example.test.json").exists()
+
+
+def test_no_repl_fallback_when_told(tmp_path, capfd):
+    from sipling_host.ptyboard import PtyBoard
+    script = tmp_path / "nothing.py"
+    script.write_text("print('no app')\n")
+    with PtyBoard(str(script)) as b:
+        b.wait_output(b">>> ")
+        rc = _provision(b.path, tmp_path, "--timeout", "0.1", "--no-repl")
+        _, err = capfd.readouterr()
+        assert rc == 1
+        assert err.startswith("sipling: no answer from the sipling firmware on %s" % b.path)
+        assert board_file(b) is None
 
 
 def test_bad_aor_and_mechanism(tmp_path, capfd):

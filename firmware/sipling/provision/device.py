@@ -9,6 +9,7 @@
 #   COMMIT sha256                -> OK sha256       (checked, read back, renamed atomically)
 #   FPRINT                       -> OK {"config": sha256 hex | None}
 #   ABORT                        -> OK              (temp file removed)
+#   BYE                          -> OK              (sets .bye: the REPL server returns)
 # Fingerprints are SHA-256 digests of whole files; key bytes never leave the device.
 import binascii
 import json
@@ -46,6 +47,7 @@ class Provisioner:
         self.expect = None
         self._split = frame.Splitter()
         self.commits = 0
+        self.bye = False
 
     def feed(self, data):
         """Console bytes in (text lines ignored) -> reply bytes to write back."""
@@ -168,7 +170,14 @@ class Provisioner:
         return 0, b""
 
 
+def _bye(self, payload):
+    self._reset()
+    self.bye = True
+    return 0, b""
+
+
 _HANDLERS = {
+    frame.BYE: _bye,
     frame.HELLO: Provisioner._hello,
     frame.BEGIN: Provisioner._begin,
     frame.CHUNK: Provisioner._chunk,

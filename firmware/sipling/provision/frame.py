@@ -28,10 +28,11 @@ CHUNK = const(3)    # offset u32, data -> OK received u32 | ERR E_OFFSET expecte
 COMMIT = const(4)   # sha256[32] -> OK sha256[32] of the stored file
 FPRINT = const(5)   # -> OK json {name: sha256 hex or None}
 ABORT = const(6)    # -> OK
+BYE = const(7)      # -> OK; ends serve_provisioning() at the REPL
 OK = const(0x80)
 ERR = const(0x81)   # code u8, text utf-8
 NAMES = {HELLO: "HELLO", BEGIN: "BEGIN", CHUNK: "CHUNK", COMMIT: "COMMIT",
-         FPRINT: "FPRINT", ABORT: "ABORT", OK: "OK", ERR: "ERR"}
+         FPRINT: "FPRINT", ABORT: "ABORT", BYE: "BYE", OK: "OK", ERR: "ERR"}
 
 # ERR codes
 E_FRAME = const(1)     # bad base64 / length / CRC (seq 0: the request could not be read)

@@ -1,14 +1,20 @@
 # The console: the board's serial line (UART/USB via sys.stdin on ESP32, stdin on the unix
-# port behind a pty). Reads without blocking the asyncio loop, splits provisioning frames
-# from typed command lines (sipling.provision.frame.Splitter), hands frames to the
-# provisioner and lines to the app, writes the replies. Frame bytes are never echoed.
+# port behind a pty). Reads without blocking, splits provisioning frames from typed command
+# lines (sipling.provision.frame.Splitter), hands frames to the provisioner and lines to
+# the app, writes the replies. Frame bytes are never echoed.
 #
-#   con = console.start(on_line, provisioner)      # inside asyncio; returns the Console
-#   log.set_sink(con.write)                        # log lines share the console
+# In a select.poll loop:                        With asyncio:
+#   con = console.Console(on_line, prov.handle_frame)   con = console.start(on_line, prov)
+#   poller.register(con.inp, select.POLLIN)             (a task reads the console)
+#   ... if obj is con.inp and not con.pump(): unregister (end of input)
+#   log.set_sink(con.write)                      # log lines share the console
 #
-# on_line(line: str) -> str | None (the reply text, may be a coroutine); a reply gets a
-# trailing "\n" if it has none. Ctrl-C still interrupts: on the unix port the pty has
-# ISIG on, on ESP32 the UART driver raises KeyboardInterrupt (frames never carry 0x03).
+# on_line(line: str) -> str | None: the reply text; it gets a trailing "\n" if it has none.
+# Ctrl-C still interrupts: on the unix port the pty has ISIG on, on ESP32 the UART driver
+# raises KeyboardInterrupt (frames never carry 0x03).
+# serve_provisioning() takes frames at the REPL when no app runs (a fresh board, a config
+# the app refused): `sipling provision` starts it through the raw REPL.
+import os
 import sys
 import asyncio
 import select
@@ -33,6 +39,7 @@ class Console:
         self.echo = echo
         self.split = frame.Splitter()
         self._echo_frame = False
+        self._poller = None
         self.task = None
 
     # --- output -----------------------------------------------------------------------
@@ -45,8 +52,8 @@ class Console:
         except TypeError:  # a text-only stdout
             self.out.write(s.decode())
 
-    # --- input (sans-IO part, driven by run() or by tests) ----------------------------
-    async def feed(self, data):
+    # --- input ------------------------------------------------------------------------
+    def feed(self, data):
         """Process console bytes: frames to on_frame, lines to on_line; writes replies."""
         if self.echo:
             self._echo(data)
@@ -57,7 +64,33 @@ class Console:
                     if r:
                         self.write(r)
             else:
-                await self._line(body)
+                self._line(body)
+
+    def read_available(self, limit=512):
+        """The bytes already waiting on the console (b"" at end of input), never blocking
+        after the first: one byte per read, as a blocking read(n) would wait for all n."""
+        src = self.inp
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(src, select.POLLIN)
+        chunk = []
+        while len(chunk) < limit:
+            ev = self._poller.poll(0)
+            if not ev or not (ev[0][1] & select.POLLIN):
+                break
+            c = src.read(1)
+            if not c:
+                break
+            chunk.append(c if isinstance(c, bytes) else c.encode())
+        return b"".join(chunk)
+
+    def pump(self):
+        """For a select.poll loop: call when self.inp is readable. False at end of input."""
+        data = self.read_available()
+        if not data:
+            return False
+        self.feed(data)
+        return True
 
     def _echo(self, data):
         # echo typed bytes, but nothing of a frame line (its bytes may carry keys)
@@ -76,7 +109,7 @@ class Console:
         if keep:
             self.write(b"".join(keep))
 
-    async def _line(self, body):
+    def _line(self, body):
         if self.on_line is None:
             return
         try:
@@ -85,8 +118,6 @@ class Console:
             return
         try:
             r = self.on_line(line)
-            if r is not None and hasattr(r, "send"):
-                r = await r
         except Exception as e:
             r = "error: %s" % e
         if r:
@@ -96,28 +127,13 @@ class Console:
 
     # --- the reader task --------------------------------------------------------------
     async def run(self):
-        """Read the console forever (returns at end of input, e.g. a closed pipe)."""
-        src = self.inp
-        poller = select.poll()
-        poller.register(src, select.POLLIN)
-        reader = asyncio.StreamReader(src)
+        """asyncio reader task: returns at end of input (e.g. a closed pipe)."""
+        reader = asyncio.StreamReader(self.inp)
         while True:
-            b = await reader.read(1)
+            b = await reader.read(1)      # waits without blocking the loop
             if not b:
                 return
-            chunk = [b]
-            # drain what is already there without yielding (one byte per read: a
-            # blocking stream's read(n) would wait for all n)
-            while len(chunk) < 512:
-                ev = poller.poll(0)
-                if not ev or not (ev[0][1] & select.POLLIN):
-                    break
-                c = src.read(1)
-                if not c:
-                    break
-                chunk.append(c)
-            data = b"".join(x if isinstance(x, bytes) else x.encode() for x in chunk)
-            await self.feed(data)
+            self.feed((b if isinstance(b, bytes) else b.encode()) + self.read_available())
 
 
 def start(on_line, provisioner=None, echo=False):
@@ -126,3 +142,39 @@ def start(on_line, provisioner=None, echo=False):
                   echo=echo)
     con.task = asyncio.create_task(con.run())
     return con
+
+
+def config_path():
+    """Where the device config lives: $SIPLING_CONFIG (unix port), else /sipling.json on the
+    board; the simulated board's files are relative to its directory."""
+    g = getattr(os, "getenv", None)
+    v = g("SIPLING_CONFIG") if g else None
+    if v:
+        return v
+    return "sipling.json" if sys.platform == "linux" else "/sipling.json"
+
+
+def serve_provisioning(path=None, idle_ms=30000):
+    """Answer provisioning frames on the console until BYE or idle_ms of silence.
+
+    For the REPL (no app running). Returns the number of commits."""
+    import time
+    import sipling
+    from sipling.shell import fs
+    from sipling.provision.store import Store
+    from sipling.provision.device import Provisioner
+    st = Store(fs, path or config_path())
+    st.recover()
+    prov = Provisioner(st, fw=getattr(sipling, "VERSION", ""))
+    con = Console(None, prov.handle_frame)
+    poller = select.poll()
+    poller.register(con.inp, select.POLLIN)
+    last = time.ticks_ms()
+    while not prov.bye:
+        if poller.poll(200):
+            if not con.pump():
+                break
+            last = time.ticks_ms()
+        elif time.ticks_diff(time.ticks_ms(), last) > idle_ms:
+            break
+    return prov.commits
