@@ -347,3 +347,64 @@ def test_attacks_tamper_unprotected_and_replay(stack):
         sim.wait_for("stopped", 5)
         sim.stop()
         mitm.close()
+
+
+def _device_runs_ipsec_man():
+    with open(os.path.join(ROOT, "firmware", "sipling", "shell", "loop.py")) as f:
+        return "install_manual" in f.read()
+
+
+@pytest.mark.skipif(not _device_runs_ipsec_man(),
+                    reason="the device app does not install ipsec-man SAs yet (shell/loop.py EspTransport); "
+                           "the edge's ipsec-man is covered with the scripted device in test_edge_kamailio.py")
+def test_ipsec_man_board_registers_and_takes_a_message(stack):
+    p = argparse.ArgumentParser()
+    provision.add_arguments(p)
+    path, cfg = stack.device("shed", [("hmac-sha-1-96", "aes-cbc")])
+    cfg["secagree"]["mechanisms"] = ["ipsec-man"]
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    b = stack.bundles / "shed@example.test.json"
+    bundle = json.loads(b.read_text())
+    bundle["mechanisms"] = ["ipsec-man"]
+    b.write_text(json.dumps(bundle))
+    mark = len(stack.edge_proc.lines)
+    for _ in range(60):
+        if any("bundle loaded: sip:shed@" in x and "ipsec-man" in x for x in stack.edge_proc.lines[mark:]):
+            break
+        time.sleep(0.05)
+    sim = stack.sim(path)
+    try:
+        assert sim.wait_for(r"registered as sip:shed@example\.test .* via ipsec-man", 30), sim.lines[-5:]
+        assert "edge[shed@example.test]: agreed ipsec-man" in stack.edge_text()
+        assert send_message(stack, "sip:shed@example.test", "status") == 200
+        assert sim.wait_for(r"command from alice@example\.test .*status", 10)
+    finally:
+        sim.send("quit")
+        sim.stop(grace=5)
+
+
+def test_401_flavour_registers_board(stack):
+    """An edge started with --challenge 401 (IMS style: Digest challenge + Security-Server)."""
+    bundles = stack.tmp / "bundles401"
+    bundles.mkdir()
+    ports = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
+    edge = Proc("edge401", [
+        sys.executable, "-m", "sipling_host", "edge", "--bundles", str(bundles), "--challenge", "401",
+        "--sip-port", str(ports["sip"]), "--encap-port", str(ports["encap"]),
+        "--inner-port", str(ports["inner"]), "--proxy", "%s:%d" % (H, stack.kport)])
+    try:
+        assert edge.wait_for("listening", 10)
+        path, cfg = stack.device("porch", [("hmac-md5-96", "aes-cbc")], sip_port=ports["sip"],
+                                 encap_port=ports["encap"])
+        shutil.move(str(stack.bundles / "porch@example.test.json"), str(bundles / "porch@example.test.json"))
+        assert edge.wait_for(r"bundle loaded: sip:porch@", 5)
+        sim = stack.sim(path)
+        assert sim.wait_for(r"registered as sip:porch@example\.test .* via ipsec-3gpp", 30), sim.lines[-5:]
+        assert "agreed ipsec-3gpp alg=hmac-md5-96 ealg=aes-cbc" in "\n".join(sim.lines)
+        assert "from 401" in "\n".join(sim.lines)
+        assert send_message(stack, "sip:porch@example.test", "status") == 200
+        sim.send("quit")
+        assert sim.stop(grace=5) == 0
+    finally:
+        edge.stop()
