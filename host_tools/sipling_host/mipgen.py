@@ -37,10 +37,26 @@ def render(src=None):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    """``python -m sipling_host.mipgen [--check] [FIRMWARE_DIR]``: write package.json, or with
+    --check only report whether it is up to date (exit 1 when stale)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in argv
+    if check:
+        argv.remove("--check")
     src = argv[0] if argv else firmware_dir()
     path = os.path.join(src, "package.json")
     text = render(src)
+    if check:
+        try:
+            with open(path) as f:
+                old = f.read()
+        except OSError:
+            old = ""
+        if old != text:
+            print("%s is stale: run python -m sipling_host.mipgen" % path)
+            return 1
+        print("%s is up to date (%d files)" % (path, len(manifest(src)["urls"])))
+        return 0
     with open(path, "w") as f:
         f.write(text)
     print("wrote %s (%d files)" % (path, len(manifest(src)["urls"])))

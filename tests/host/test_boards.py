@@ -137,9 +137,13 @@ def test_mipgen_finds_new_files(tmp_path):
     (tmp_path / "sipling" / "__pycache__").mkdir()
     (tmp_path / "sipling" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
     (tmp_path / "main.py").write_text("import sipling\n")
+    assert mipgen.main(["--check", str(tmp_path)]) == 1            # no package.json yet
     assert mipgen.main([str(tmp_path)]) == 0
+    assert mipgen.main(["--check", str(tmp_path)]) == 0
     pkg = json.loads((tmp_path / "package.json").read_text())
     assert [u[0] for u in pkg["urls"]] == ["main.py", "sipling/__init__.py", "sipling/sub/data.bin", "sipling/sub/x.py"]
+    (tmp_path / "sipling" / "new.py").write_text("")
+    assert mipgen.main(["--check", str(tmp_path)]) == 1
 
 
 # A board as the ESP32 port sets it up: littlefs2 mounted at "/" and cwd "/" (the unix port
@@ -191,7 +195,7 @@ def test_mip_install_from_local_package_json(tmp_path):
     (tmp_path / "vfs.bin").write_bytes(img)
     (tmp_path / "stub.py").write_text(LFS_ROOT_STUB % (str(tmp_path / "vfs.bin"), board["vfs_blocks"]))
     with PtyBoard(str(tmp_path / "stub.py"), cwd=str(tmp_path / "cwd"), link=str(tmp_path / "b.tty"),
-                  micropath=[".frozen"]) as b:
+                  micropath=[".frozen"], micropython=os.path.abspath(micropython_path())) as b:
         b.wait_output(b">>>", timeout=10)
         mp = [sys.executable, "-m", "mpremote", "connect", b.path, "resume"]
         r = subprocess.run(mp + ["mip", "install", "--target", "/", str(fw / "package.json")],

@@ -256,7 +256,8 @@ def test_mpremote_copies_app_to_a_board_running_micropython(tmp_path):
     (fs / "sipling" / "old.py").write_text("STALE = 1\n")  # a previous install: must go
     (fs / "sipling.json").write_text('{"keep": "me"}')     # the device config: must stay
     env = {"SIPLING_FIRMWARE": _small_firmware(tmp_path)}
-    with PtyBoard(str(stub), cwd=str(fs), link=str(tmp_path / "board.tty"), micropath=[".frozen"]) as b:
+    with PtyBoard(str(stub), cwd=str(fs), link=str(tmp_path / "board.tty"), micropath=[".frozen"],
+                  micropython=os.path.abspath(micropython_path())) as b:
         b.wait_output(b">>>", timeout=10)
         r = _sipling("flash", "--board", "esp32-generic", "--port", b.path, "--mpremote", "--arch", "host", env=env)
         assert r.returncode == 0, r.stdout + r.stderr

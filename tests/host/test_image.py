@@ -12,7 +12,8 @@ from sipling_host import boards, image
 from sipling_host.errors import UserError
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
+# absolute: `make test` exports MICROPYTHON=.venv/bin/micropython and the runs below change cwd
+MICROPYTHON = os.path.abspath(os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython"))
 FLASH_BOARDS = ("esp32-generic", "esp32-s3", "esp32-c3", "esp32-cam")
 # mpy-cross native arch codes (py/persistentcode.h MP_NATIVE_ARCH_*), header byte 2 >> 2
 ARCH_CODE = {"x64": 2, "xtensawin": 10, "rv32imc": 11}
