@@ -175,11 +175,13 @@ class BundleStore:
                 self._log("bundle %s: %s; keeping the previous version" % (fn, e))
                 continue
             old = self.devices.get(name)
-            self.devices[name] = dev
             if old is None:
                 added.append(name)
             elif not old.same_secrets(dev) or old.aor != dev.aor:
                 changed.append(name)
+            else:
+                continue  # same content (touched, or a forced rescan): keep the object in use
+            self.devices[name] = dev
         for name in list(self.devices):
             if name not in seen:
                 del self.devices[name]

@@ -314,7 +314,8 @@ class Edge:
             return
         if msg.method == b"REGISTER":
             to = msg.to_addr()
-            if to is None or self.store.by_aor(to[1].serialize().decode()) is not s.dev:
+            d = self.store.by_aor(to[1].serialize().decode()) if to is not None else None
+            if d is None or d.name != s.dev.name:
                 self._reply_protected(s, offer, msg, sport, 403, b"Forbidden (not this device's AOR)")
                 self._drop(s, "wrong-aor")
                 return

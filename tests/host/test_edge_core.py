@@ -357,3 +357,11 @@ def test_401_mode_refresh_rekeys_with_fresh_spis(tmp_path):
     rig.dev.pair, rig.dev.db = old_pair, old_db
     rig.edge.receive_esp(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test"), DEV_ADDR, 12)
     assert rig.out() == [] and rig.edge.esp.drops == {"unknown_spi": 1}
+
+
+def test_forced_reload_of_unchanged_bundles_keeps_the_association(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    assert rig.edge.reload(5, force=True) == ([], [], [])     # SIGHUP with nothing changed
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 6)
+    assert len(rig.out("inner")) == 1 and rig.edge.sessions["door"].drops == {}

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -86,7 +87,8 @@ class Stack:
         path.write_text(json.dumps(cfg))
         mark = len(self.edge_proc.lines)
         provision.write_bundle(str(self.bundles), bundle)
-        for _ in range(60):  # the edge picks new bundles up within a second
+        os.kill(self.edge_proc.p.pid, signal.SIGHUP)  # reload now (it also rescans every second)
+        for _ in range(60):
             if any("bundle loaded: sip:%s@" % name in x for x in self.edge_proc.lines[mark:]):
                 break
             time.sleep(0.05)
