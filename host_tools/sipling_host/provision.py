@@ -178,7 +178,8 @@ def end_repl_server(link, timeout=2.0):
         link.request(frame.BYE)
     except (LinkTimeout, DeviceError):
         pass
-    _read_until(link.ser, b"\x04>", timeout)
+    if b"\x04>" not in link.split.pending():        # the end of the exec may be read already
+        _read_until(link.ser, b"\x04>", timeout)
     link.ser.write(b"\x02")
     link.ser.flush()
 
@@ -247,7 +248,7 @@ def build(args):
         "ipsec": ipsec,
         "ipsec_man": man,
         "owners": list(args.owner or []),
-        "register": {"expires": args.expires},
+        "register": {"expires": args.expires, "keepalive": args.keepalive},
         "log": {"level": args.log_level, "trace_sip": bool(args.trace_sip)},
     }
     bundle = {
@@ -263,6 +264,17 @@ def build(args):
         "owners": cfg["owners"],
     }
     return cfg, bundle
+
+
+def check(cfg):
+    """Refuse a config the firmware would refuse (its own validator, sipling.config)."""
+    from sipling import config as devcfg
+    _, problems = devcfg.validate(cfg)
+    if problems:
+        for p in problems:
+            print("sipling: config: %s" % p, file=sys.stderr)
+        raise UserError("the board would refuse this config (%d problem%s above); fix the options"
+                        % (len(problems), "" if len(problems) == 1 else "s"))
 
 
 def config_bytes(cfg):
@@ -302,10 +314,11 @@ def add_arguments(p):
     p.add_argument("--port-s", type=int, default=5064, help="device protected server port")
     p.add_argument("--proxy-port-c", type=int, default=5066, help="proxy port-c for ipsec-man")
     p.add_argument("--proxy-port-s", type=int, default=5068, help="proxy port-s for ipsec-man")
-    p.add_argument("--carrier", default="udp-encap", choices=("udp-encap", "esp"),
+    p.add_argument("--carrier", default="udp-encap", choices=("udp-encap", "raw"),
                    help="how ESP travels (default %(default)s)")
     p.add_argument("--encap-port", type=int, default=4500, help="ESP-in-UDP port (default 4500)")
     p.add_argument("--expires", type=int, default=600, help="registration expiry in seconds")
+    p.add_argument("--keepalive", type=int, default=30, help="keep-alive interval in seconds (0: off)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error"))
     p.add_argument("--trace-sip", action="store_true", help="board logs SIP traces (for sipling logs --pcap)")
     p.add_argument("--out-bundle", default="sipling-bundles",
@@ -319,13 +332,17 @@ def add_arguments(p):
 
 
 def run(args):
+    if not args.owner:
+        raise UserError("give at least one --owner sip:you@domain (who may control the board)")
     cfg, bundle = build(args)
+    check(cfg)
     data = config_bytes(cfg)
     ser = open_port(args.port, args.baud, timeout=0.05)
     try:
         ser.reset_input_buffer()
         text = []
-        link = Link(ser, timeout=args.timeout, retries=2, on_text=text.append)
+        # a running app answers HELLO at once: do not wait long before trying the REPL
+        link = Link(ser, timeout=min(args.timeout, 0.5), retries=2, on_text=text.append)
         repl = False
         try:
             try:
@@ -340,6 +357,7 @@ def run(args):
                     raise
                 repl = True
                 del text[:]
+                link.resends = 0
                 link.prime(rest)
                 info = hello(link)
         except LinkTimeout:
@@ -354,6 +372,7 @@ def run(args):
                                 "firmware or the host tools" % (e.payload[0] if e.payload else 0, frame.VERSION))
             raise UserError("the board refused HELLO: %s" % e)
         link.retries = 5
+        link.timeout = args.timeout
         old = (info.get("fp") or {}).get("config")
         print("board: firmware %s, provisioning protocol %s, config %s" % (
             info.get("fw") or "?", info.get("proto"), ("sha256 " + old[:16] + "...") if old else "none (fresh board)"))

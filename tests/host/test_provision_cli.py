@@ -182,11 +182,26 @@ def test_no_repl_fallback_when_told(tmp_path, capfd):
         assert board_file(b) is None
 
 
-def test_bad_aor_and_mechanism(tmp_path, capfd):
-    assert cli.main(["provision", "--port", "loop://", "--aor", "door", "--proxy", "x",
-                     "--out-bundle", str(tmp_path)]) == 1
-    assert cli.main(["provision", "--port", "loop://", "--aor", "sip:a@b", "--proxy", "x",
-                     "--mechanisms", "rot13", "--out-bundle", str(tmp_path)]) == 1
+def test_bad_options_one_line_each(tmp_path, capfd):
+    base = ["provision", "--port", "loop://", "--out-bundle", str(tmp_path)]
+    assert cli.main(base + ["--aor", "door", "--proxy", "x", "--owner", "sip:o@x"]) == 1
+    assert cli.main(base + ["--aor", "sip:a@b", "--proxy", "x", "--owner", "sip:o@x",
+                            "--mechanisms", "rot13"]) == 1
+    assert cli.main(base + ["--aor", "sip:a@b", "--proxy", "x"]) == 1
     _, err = capfd.readouterr()
-    assert err.splitlines() == ["sipling: --aor must look like sip:user@domain (got 'door')",
-                                "sipling: unknown mechanism 'rot13'; choose from ipsec-3gpp, ipsec-man, digest"]
+    assert err.splitlines() == [
+        "sipling: --aor must look like sip:user@domain (got 'door')",
+        "sipling: unknown mechanism 'rot13'; choose from ipsec-3gpp, ipsec-man, digest",
+        "sipling: give at least one --owner sip:you@domain (who may control the board)"]
+
+
+def test_config_the_firmware_would_refuse_is_not_sent(tmp_path, capfd):
+    # the firmware's own validator (sipling.config) runs before anything goes out
+    rc = cli.main(["provision", "--port", str(tmp_path / "never-opened"), "--aor", "sip:a@b.test",
+                   "--proxy", "127.0.0.1", "--owner", "sip:o@b.test", "--port-c", "6000",
+                   "--port-s", "6000", "--out-bundle", str(tmp_path)])
+    _, err = capfd.readouterr()
+    assert rc == 1
+    assert err.splitlines() == [
+        "sipling: config: local.port_s: must differ from local.port_c (RFC 3329 Appendix A uses two ports)",
+        "sipling: the board would refuse this config (1 problem above); fix the options"]

@@ -140,6 +140,10 @@ class Splitter:
                     buf.append(c)
         return out
 
+    def pending(self):
+        """The bytes of the unfinished line (a prompt such as the raw REPL's "\\x04>")."""
+        return bytes(self._buf)
+
     def in_frame(self):
         """True while the bytes of a frame line are arriving (the console must not echo)."""
         return self._frame

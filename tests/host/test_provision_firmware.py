@@ -1,0 +1,88 @@
+"""`sipling provision` and `sipling logs` against the real firmware (firmware/main.py) on
+the MicroPython unix port behind a pty, as `sipling sim --pty` runs it: a fresh board with
+no config, its first boot with the provisioned config, its SIP traces as a pcap, and a key
+rotation while the app runs."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sipling import config as devcfg
+from sipling_host import cli
+from sipling_host.ptyboard import PtyBoard, micropython_path, FIRMWARE, ROOT
+
+PORTS = {"proxy": 35060, "c": 35062, "s": 35064}
+
+
+def _board(tmp_path):
+    env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen",
+               SIPLING_CONFIG=str(tmp_path / "sipling.json"),
+               SIPLING_BOARD=os.path.join(ROOT, "boards", "sim", "board.json"))
+    return PtyBoard(argv=[micropython_path(), os.path.join(FIRMWARE, "main.py")], env=env,
+                    cwd=str(tmp_path / "fs"), link=str(tmp_path / "board.tty"))
+
+
+def _provision(port, bundles, *extra):
+    return cli.main(["provision", "--port", port, "--aor", "sip:door@example.test",
+                     "--proxy", "127.0.0.1:%d" % PORTS["proxy"], "--owner", "sip:alice@example.test",
+                     "--port-c", str(PORTS["c"]), "--port-s", str(PORTS["s"]),
+                     "--mechanisms", "digest", "--trace-sip", "--out-bundle", str(bundles)] + list(extra))
+
+
+def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):
+    if not shutil.which("tshark"):
+        pytest.skip("tshark not installed (apt-get install tshark)")
+    cfgfile = tmp_path / "sipling.json"
+    with _board(tmp_path) as b:
+        b.wait_output(b"provision the board")        # main.py: no config, stays at the REPL
+        b.wait_output(b">>> ")
+        assert _provision(b.path, tmp_path / "bundles") == 0
+        out, err = capfd.readouterr()
+        assert err == ""
+        assert "config none (fresh board)" in out
+        raw = cfgfile.read_bytes()
+        cfg, problems = devcfg.load(str(cfgfile))   # the firmware's own validator
+        assert problems == []
+        bundle = json.loads((tmp_path / "bundles" / "door@example.test.json").read_text())
+        assert bundle["config_sha256"] == hashlib.sha256(raw).hexdigest()
+        assert cfg["identity"]["password"] == bundle["device"]["password"]
+
+        b.restart()                                   # boots with the new config
+        pcap = tmp_path / "sip.pcap"
+        r = subprocess.run([sys.executable, "-m", "sipling_host", "logs", "--port", b.path,
+                            "--pcap", str(pcap), "--duration", "2", "--color", "never"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "-> 127.0.0.1:%d udp REGISTER sip:example.test SIP/2.0" % PORTS["proxy"] in r.stdout
+        assert bundle["device"]["password"] not in r.stdout
+        rows = subprocess.run(["tshark", "-r", str(pcap), "-Y", "sip.Method == \"REGISTER\"", "-T", "fields",
+                               "-e", "sip.Security-Client", "-e", "udp.dstport"],
+                              capture_output=True, text=True, timeout=60).stdout.splitlines()
+        assert rows and rows[0].split("\t") == ["digest", str(PORTS["proxy"])]
+
+
+def test_key_rotation_on_the_running_firmware(tmp_path, capfd):
+    with _board(tmp_path) as b:
+        b.wait_output(b">>> ")
+        assert _provision(b.path, tmp_path / "b1") == 0
+        first = (tmp_path / "sipling.json").read_bytes()
+        b.restart()
+        b.wait_output(b" TRACE out udp ", timeout=10)   # the app runs and registers
+        capfd.readouterr()
+        assert _provision(b.path, tmp_path / "b2") == 0
+        out, err = capfd.readouterr()
+        assert err == ""
+        second = (tmp_path / "sipling.json").read_bytes()
+        assert second != first
+        assert "config sha256 %s..." % hashlib.sha256(first).hexdigest()[:16] in out
+        assert devcfg.load(str(tmp_path / "sipling.json"))[1] == []
+        k1 = json.loads((tmp_path / "b1" / "door@example.test.json").read_text())
+        k2 = json.loads((tmp_path / "b2" / "door@example.test.json").read_text())
+        assert k1["device"]["password"] != k2["device"]["password"]
+        assert k1["ipsec_man"]["ik"] != k2["ipsec_man"]["ik"]
+        assert b.alive()
