@@ -105,60 +105,86 @@ def _value_end(s, i):
     return i
 
 
+def _field_at(low, i, name):
+    # name at i, not inside a word, then optional quote/spaces and "=" or ":" -> value start
+    if i > 0 and low[i - 1].isalpha():
+        return -1
+    n = len(low)
+    j = i + len(name)
+    if j < n and low[j] == '"':
+        j += 1
+    while j < n and low[j] == " ":
+        j += 1
+    if j >= n or low[j] not in "=:":
+        return -1
+    j += 1
+    while j < n and low[j] == " ":
+        j += 1
+    return j
+
+
 def _redact_fields(s):
     low = s.lower()
+    spans = []
+    for name in _SECRET_FIELDS:
+        i = low.find(name)
+        while i >= 0:
+            j = _field_at(low, i, name)
+            if j >= 0:
+                k = _value_end(s, j)
+                if k > j:
+                    spans.append((j, k))
+            i = low.find(name, i + 1)
+    if not spans:
+        return s
+    spans.sort()
     out = []
     pos = 0
-    i = 0
-    n = len(s)
-    while i < n:
-        hit = 0
-        for name in _SECRET_FIELDS:
-            if low.startswith(name, i) and (i == 0 or not low[i - 1].isalpha()):
-                j = i + len(name)
-                if j < n and low[j] == '"':
-                    j += 1
-                while j < n and low[j] == " ":
-                    j += 1
-                if j < n and low[j] in "=:":
-                    j += 1
-                    while j < n and low[j] == " ":
-                        j += 1
-                    k = _value_end(s, j)
-                    if k > j:
-                        out.append(s[pos:j])
-                        out.append("***")
-                        pos = i = k
-                        hit = 1
-                        break
-        if not hit:
-            i += 1
-    if not out:
-        return s
+    for j, k in spans:
+        if j < pos:
+            continue
+        out.append(s[pos:j])
+        out.append("***")
+        pos = k
     out.append(s[pos:])
     return "".join(out)
 
 
-def _redact_hex(s):
-    out = []
-    pos = 0
+def _hex_runs(tok):
+    # (start, end) of runs of >= _HEX_RUN hex digits in one token
+    runs = []
     run = 0
-    i = 0
-    n = len(s)
-    while i <= n:
-        if i < n and _is_hex(s[i]):
+    n = len(tok)
+    for i in range(n + 1):
+        if i < n and _is_hex(tok[i]):
             run += 1
         else:
             if run >= _HEX_RUN:
-                out.append(s[pos:i - run])
-                out.append("<hex:%d>" % run)
-                pos = i
+                runs.append((i - run, i))
             run = 0
-        i += 1
-    if not out:
+    return runs
+
+
+def _redact_hex(s):
+    if len(s) < _HEX_RUN:
         return s
-    out.append(s[pos:])
-    return "".join(out)
+    out = None
+    for tok in s.split(" "):
+        if len(tok) < _HEX_RUN:
+            continue
+        runs = _hex_runs(tok)
+        if runs:
+            if out is None:
+                out = s
+            parts = []
+            pos = 0
+            for a, b in runs:
+                parts.append(tok[pos:a])
+                parts.append("<hex:%d>" % (b - a))
+                pos = b
+            parts.append(tok[pos:])
+            out = out.replace(tok, "".join(parts))
+    return s if out is None else out
 
 
 def redact(msg):

@@ -286,6 +286,15 @@ def run(argv, env=None, link=None, cwd=None, interactive=True):
     argv is the whole command line ([micropython, main.py, ...]); prints the port path for
     ``sipling logs --port`` / ``sipling provision --port`` / ``mpremote connect``."""
     board = PtyBoard(argv=argv, env=env, cwd=cwd, link=link, interactive=interactive)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt()
+    # a `kill` or a closed terminal stops the board too (it runs in its own session)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, _term)
+        except ValueError:      # not the main thread
+            pass
     path = board.start()
     print("sipling: simulated board on %s (its files in %s); ^C stops it" % (path, board.cwd),
           flush=True)

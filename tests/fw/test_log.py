@@ -110,3 +110,12 @@ def test_recent_ring_and_failing_sink():
     _reset()
     assert len(r) == 32
     assert r[-1].endswith("m: n39\n")
+
+
+def test_redact_repeated_and_mixed():
+    r = log.redact
+    assert r("ik=aa ik=bb ck=cc") == "ik=*** ik=*** ck=***"
+    k = "ab" * 20
+    assert r("x " + k + " y " + k) == "x <hex:40> y <hex:40>"
+    assert r("sa spi=%s key:%s" % (k[:8], k)) == "sa spi=%s key:***" % k[:8]
+    assert r("id " + "z" + k) == "id z<hex:40>"
