@@ -25,13 +25,13 @@ _COMPACT = {
 
 # Fields whose grammar is not a comma list (or carries commas inside one value), so
 # get_all() does not split them (RFC 3261 7.3.1, 20).
-_NOLIST = (
+_NOLIST = {
     b"www-authenticate", b"authorization", b"proxy-authenticate", b"proxy-authorization",
     b"authentication-info", b"date", b"subject", b"user-agent", b"server", b"organization",
     b"call-id", b"cseq", b"content-length", b"content-type", b"max-forwards", b"expires",
     b"min-expires", b"timestamp", b"retry-after", b"priority", b"mime-version", b"from",
     b"to", b"identity", b"content-disposition", b"reply-to", b"rseq", b"rack",
-)
+}
 
 _canon_b = {}
 _canon_s = {}
