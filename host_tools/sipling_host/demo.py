@@ -178,7 +178,7 @@ def run_demo(base):
         board = Proc("board", [py, "-m", "sipling_host", "sim", "--config", cfg_path], stdin=True)
         procs.append(board)
         _say("simulated board %s starting (MicroPython unix port), registering through the edge" % AOR)
-        if board.wait_for(r"registered as", 30, show=r"secagree|agreed|registered|ERROR|WARN") is None:
+        if board.wait_for(r"registered as", 30, show=r"sec-agree: (offering|agreed)|registered as|ERROR|WARN|ALARM") is None:
             raise UserError("the board did not register within 30 s; board: %s | edge: %s"
                             % (" | ".join(board.lines[-3:]), " | ".join(edge.lines[-3:])))
         for line in edge.lines:

@@ -55,7 +55,8 @@ class Session:
         self.chosen = None        # Offer in use
         self.peer = None          # (ip, port) the device's last authenticated ESP came from
         self.via = None           # "esp" (ESP-in-UDP) or "raw" (IP protocol 50)
-        self.reg_until = None     # ms; None when not registered
+        self.reg_until = None     # ms: when the association ends (binding expiry)
+        self.bound = False        # the proxy holds a binding for the device
         self.nonce = None         # 401 mode
         self.drops = {}
 
@@ -182,7 +183,7 @@ class Edge:
             if o.kind != sa.IPSEC_MAN or drop_man:
                 self._unbind(o)
         was = STATES[s.state]
-        s.state, s.offers, s.agreed, s.chosen, s.reg_until = IDLE, [], [], None, None
+        s.state, s.offers, s.agreed, s.chosen, s.reg_until, s.bound = IDLE, [], [], None, None, False
         self.log("info", s.dev.name, "association ended (%s; was %s), registration state: unregistered"
                  % (why, was))
 
@@ -478,10 +479,12 @@ class Edge:
             exp = int(msg.get("Expires").strip())
         if exp > 0:
             s.reg_until = now_ms + exp * 1000
+            s.bound = True
             self.log("info", s.dev.name, "registration state: registered for %d s via %s" % (
                 exp, s.chosen.describe() if s.chosen else "?"))
         else:
             s.reg_until = now_ms + 2000  # keep the SAs briefly for the last response
+            s.bound = False
             self.log("info", s.dev.name, "registration state: unregistered (binding removed)")
 
     def status_lines(self, now_ms):
@@ -489,7 +492,7 @@ class Edge:
         out = []
         for name in sorted(self.sessions):
             s = self.sessions[name]
-            reg = "registered %ds" % ((s.reg_until - now_ms) // 1000) if s.reg_until else "unregistered"
+            reg = "registered, %ds left" % ((s.reg_until - now_ms) // 1000) if s.bound else "unregistered"
             mechs = s.chosen.describe() if s.chosen else "-"
             drops = " ".join("%s=%d" % kv for kv in sorted(s.drops.items())) or "none"
             out.append("%s: %s, %s, %s, drops: %s" % (name, STATES[s.state], reg, mechs, drops))
