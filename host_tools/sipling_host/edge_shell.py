@@ -115,7 +115,10 @@ class EdgeShell:
             elif kind == "esp":
                 self.edge.receive_esp(data, addr, now)
             elif kind == "raw":
-                ihl = (data[0] & 0x0F) * 4 if data else 0
+                # a raw socket sees every protocol-50 packet of the host, ours included
+                if addr[0] == self.cfg.host or not data:
+                    continue
+                ihl = (data[0] & 0x0F) * 4
                 self.edge.receive_esp(data[ihl:], (addr[0], 0), now, via="raw")
             else:
                 self.edge.receive_inner(data, addr, now)
