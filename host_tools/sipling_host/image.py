@@ -139,8 +139,11 @@ def stage(board, src=None, arch=None, frozen=False, config=None):
             with open(path, "rb") as f:
                 out.append(("/" + rel, f.read(), rel))
     desc = {k: v for k, v in board.items() if not k.startswith("_")}
-    out.append(("/board.json", (json.dumps(desc, indent=1, sort_keys=True) + "\n").encode(),
-                os.path.relpath(board.get("_path", "board.json"))))
+    origin = board.get("_path", "board.json")
+    top = os.path.dirname(boards.boards_dir())
+    if origin.startswith(top + os.sep):
+        origin = os.path.relpath(origin, top)
+    out.append(("/board.json", (json.dumps(desc, indent=1, sort_keys=True) + "\n").encode(), origin))
     if config:
         out.append(("/sipling.json", _check_config(config, board), config))
     return out
@@ -320,8 +323,10 @@ def build(board, out_dir, config=None, firmware=None, arch=None, frozen=False, s
     with open(vfs_path, "wb") as f:
         f.write(image)
     bs = board["vfs_block_size"]
-    say("sipling image: board %s (%s, %s flash), %s, -march=%s"
-        % (board["name"], boards.CHIPS[board["chip"]][3], board["flash_size"], mpy_cross_version(), arch))
+    ver = mpy_cross_version()            # 'MicroPython v1.29.0 on ...; mpy-cross emitting mpy v6.3'
+    short = "mpy-cross %s (mpy %s)" % (ver.split()[1] if len(ver.split()) > 1 else "?", ver.rpartition(" ")[2])
+    say("sipling image: board %s (%s, %s flash), %s -march=%s"
+        % (board["name"], boards.CHIPS[board["chip"]][3], board["flash_size"], short, arch))
     for path, data, origin in files:
         say("  %-36s %7d B   from %s" % (path, len(data), origin))
     say("  %d files, %d B; littlefs2 %d blocks x %d B, %d used, %d KiB free"
