@@ -3,8 +3,11 @@
 Devices choose their own inbound SPIs, so two devices (or two candidate lines of one
 device) may use the same SPI toward the edge. Each association therefore gets its own
 ``SADB``; inbound packets find theirs by the SPI the edge chose (unique across the edge).
-ipsec-man sequence numbers are persisted as high-water marks in ``state_dir`` when given
-(``seq-<spi>`` files), so a restarted edge never reuses one (RFC 4303 section 3.3.3).
+ipsec-man keys outlive a restart, so with ``state_dir`` the edge persists, per manual SA,
+the outbound sequence high-water mark (``seq-<spi>``, reserved in blocks: a number is never
+reused, RFC 4303 section 3.3.3) and the highest inbound number authenticated (``in-<spi>``,
+written on every accepted packet: a packet captured before a restart cannot be replayed
+after it, section 3.4.3).
 """
 import os
 
@@ -27,6 +30,7 @@ class EdgeEsp:
         self.by_spi = {}    # edge inbound SPI -> SADB
         self.pairs = {}     # edge spi-s of the offer -> (SADB, Pair)
         self.drops = {}     # reason -> count (all devices)
+        self._man_in = set()  # inbound SPIs of manual SAs (their window top is persisted)
 
     def has_spi(self, spi):
         return spi in self.by_spi
@@ -44,6 +48,11 @@ class EdgeEsp:
                 "their_port_c": o.port_uc, "their_port_s": o.port_us,
                 "alg": man["alg"], "ealg": man["ealg"], "ik": man["ik"], "ck": man["ck"]}
         pair = db.install_manual(conf, self._hwm, self._persist)
+        for sa in (pair.in_s, pair.in_c):
+            top = self._read("in-%d" % sa.spi)
+            if top:
+                sa.window.restore(top)
+            self._man_in.add(sa.spi)
         self._keep(o, db, pair)
 
     def _keep(self, o, db, pair):
@@ -57,6 +66,7 @@ class EdgeEsp:
             return
         e[0].remove_pair(e[1])
         for spi in (o.spi_pc, o.spi_ps):
+            self._man_in.discard(spi)
             if self.by_spi.get(spi) is e[0]:
                 del self.by_spi[spi]
 
@@ -83,6 +93,8 @@ class EdgeEsp:
                 if n != before[i]:
                     reason = esa.DROP_NAMES[i]
             return self._fail(reason, spi)
+        if spi in self._man_in:
+            self._write("in-%d" % spi, r[0].window.top)
         return spi, r[1], r[2], bytes(r[3])
 
     def _fail(self, reason, spi):
@@ -90,21 +102,25 @@ class EdgeEsp:
         raise EspDrop(reason, spi)
 
     # -- ipsec-man sequence high-water marks ---------------------------------------
-    def _path(self, spi):
-        return os.path.join(self.state_dir, "seq-%d" % spi) if self.state_dir else None
-
     def _hwm(self, spi):
-        p = self._path(spi)
-        try:
-            with open(p) as f:
-                return int(f.read().strip() or 0)
-        except (TypeError, OSError, ValueError):
-            return 0
+        return self._read("seq-%d" % spi)
 
     def _persist(self, spi, value):
-        p = self._path(spi)
-        if p is None:
+        self._write("seq-%d" % spi, value)
+
+    def _read(self, name):
+        if not self.state_dir:
+            return 0
+        try:
+            with open(os.path.join(self.state_dir, name)) as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _write(self, name, value):
+        if not self.state_dir:
             return
+        p = os.path.join(self.state_dir, name)
         tmp = p + ".tmp"
         with open(tmp, "w") as f:
             f.write("%d\n" % value)

@@ -365,3 +365,36 @@ def test_forced_reload_of_unchanged_bundles_keeps_the_association(tmp_path):
     assert rig.edge.reload(5, force=True) == ([], [], [])     # SIGHUP with nothing changed
     rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 6)
     assert len(rig.out("inner")) == 1 and rig.edge.sessions["door"].drops == {}
+
+
+def test_ipsec_man_sequence_and_replay_state_survive_an_edge_restart(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+
+    def edge_with_state():
+        rig.edge = Edge(rig.cfg, BundleStore(str(rig.dir)), EdgeEsp(os.urandom, str(state)),
+                        lambda lvl, dev, text: rig.logs.append((lvl, dev, text)), os.urandom)
+        rig.edge.reload(0)
+    rig = Rig(tmp_path / "r", algs=[("hmac-sha-1-96", "aes-cbc")])
+    edge_with_state()
+    rig.register("ipsec-man")
+    captured = rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"one")
+    rig.edge.receive_esp(captured, DEV_ADDR, 1)
+    assert len(rig.out("inner")) == 1
+    out_sa = rig.edge.esp.pairs[2002][1].out_s
+    used = out_sa.counter.last
+    # the edge restarts: same bundle, same state directory, fresh process state
+    edge_with_state()
+    rig.edge.receive_plain(rig.dev.first_register(), DEV_ADDR, 2)
+    (_, r494, _), = rig.out("plain")
+    # the device keeps its manual SAs (and their counters) and answers the new list
+    rig.dev.server_lines = [bytes(x) for x in parse(r494).header_lines("Security-Server")]
+    rig.edge.receive_esp(captured, DEV_ADDR, 3)         # captured before the restart
+    assert rig.out() == [] and rig.edge.esp.drops == {"replay": 1}
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 4)
+    (_, data, _), = rig.out("inner")
+    rig.edge.receive_inner(response(parse(data), 200, b"OK", [(b"Contact", b"<sip:d@h>;expires=60")]).serialize(),
+                           PROXY, 5)
+    (_, pkt, _), = rig.out("esp")
+    assert int.from_bytes(pkt[4:8], "big") > used   # outbound numbers never repeat
+    assert rig.dev.open(pkt)[2].status == 200
