@@ -323,8 +323,7 @@ class Edge:
         try:
             self._relay_up(s, offer, msg, sport, now_ms)
         except SipError as e:
-            self._reply_protected(s, offer, msg, sport, e.args[0] if isinstance(e.args[0], int) else 400,
-                                  str(e).encode())
+            self._reply_protected(s, offer, msg, sport, e.status, e.reason.encode())
 
     def _rekey(self, s, offer, msg, sport, now_ms):
         """A protected refresh REGISTER offering fresh SPIs (RFC 3329 2.5 / TS 33.203
@@ -431,7 +430,7 @@ class Edge:
             self._request_down(msg, addr, now_ms)
         except SipError as e:
             if msg.method != b"ACK":
-                self._send_inner(response(msg, 400, str(e).encode()), addr)
+                self._send_inner(response(msg, e.status, e.reason.encode()), addr)
 
     def _request_down(self, msg, addr, now_ms):
         s = self._pop_my_route(msg)

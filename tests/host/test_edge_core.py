@@ -398,3 +398,22 @@ def test_ipsec_man_sequence_and_replay_state_survive_an_edge_restart(tmp_path):
     (_, pkt, _), = rig.out("esp")
     assert int.from_bytes(pkt[4:8], "big") > used   # outbound numbers never repeat
     assert rig.dev.open(pkt)[2].status == 200
+
+
+def test_max_forwards_zero_gets_483_both_ways(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    from sipling.sip.message import request as mkreq
+    hs = rig.dev._common(b"MESSAGE", b"sip:alice@example.test")
+    hs = [(n, b"0" if n == b"Max-Forwards" else v) for n, v in hs]
+    hs += [(b"Security-Verify", x) for x in rig.dev.server_lines]
+    rig.edge.receive_esp(rig.dev.seal_c(mkreq(b"MESSAGE", b"sip:alice@example.test", hs, b"x").serialize()),
+                         DEV_ADDR, 1)
+    (_, pkt, _), = rig.out("esp")
+    assert rig.dev.open(pkt)[2].status == 483
+    msg = (b"MESSAGE sip:door@127.0.0.1:5064 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKk9\r\n"
+           b"Route: <sip:door@127.0.0.1:5059;lr>\r\nMax-Forwards: 0\r\nFrom: <sip:alice@example.test>;tag=a\r\n"
+           b"To: <sip:door@example.test>\r\nCall-ID: m9\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n")
+    rig.edge.receive_inner(msg, PROXY, 2)
+    (_, data, _), = rig.out("inner")
+    assert parse(data).status == 483
