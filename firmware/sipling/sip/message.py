@@ -219,6 +219,8 @@ class Message:
 
     # -- wire ----------------------------------------------------------------------
     def serialize(self):
+        # Unmodified header lines of a parsed message are copied from the received bytes
+        # (runs of adjacent lines as one slice); others are written "Name: value".
         out = []
         if self.method is not None:
             out.append(self.method)
@@ -229,7 +231,13 @@ class Message:
             out.append(b"SIP/2.0 %d " % self.status)
             out.append(self.reason or b"")
             out.append(b"\r\n")
-        raw = self._raw_map() if self._src is not None else None
+        src = self._src
+        if src is not None:
+            data = src[0]
+            spans = _line_spans(data, src[1], src[2])
+        nspans = len(spans) if src is not None else 0
+        ptr = 0
+        run_s = run_e = -1
         blen = len(self.body)
         cl_done = False
         for h in self.headers:
@@ -240,40 +248,41 @@ class Message:
                     continue
                 cl_done = True
                 if not (value.isdigit() and len(value) < 10 and int(value) == blen):
-                    out.append(name + b": %d\r\n" % blen)
-                    continue
-            line = None
-            if raw is not None:
-                lst = raw.get((name, value))
-                if lst:
-                    line = lst.pop(0)
-            if line is None:
-                out.append(name)
-                out.append(b": ")
-                out.append(value)
+                    value = b"%d" % blen
+            j = ptr
+            while j < nspans and j < ptr + 8:
+                if _raw_matches(data, spans[j], spans[j + 1], name, value):
+                    break
+                j += 2
             else:
-                out.append(line)
+                j = -1
+            if j >= 0:
+                if run_e >= 0 and spans[j] == run_e + 2:
+                    run_e = spans[j + 1]
+                else:
+                    if run_e >= 0:
+                        out.append(data[run_s:run_e])
+                        out.append(b"\r\n")
+                    run_s = spans[j]
+                    run_e = spans[j + 1]
+                ptr = j + 2
+                continue
+            if run_e >= 0:
+                out.append(data[run_s:run_e])
+                out.append(b"\r\n")
+                run_e = -1
+            out.append(name)
+            out.append(b": ")
+            out.append(value)
+            out.append(b"\r\n")
+        if run_e >= 0:
+            out.append(data[run_s:run_e])
             out.append(b"\r\n")
         if not cl_done:
             out.append(b"Content-Length: %d\r\n" % blen)
         out.append(b"\r\n")
         out.append(self.body)
         return b"".join(out)
-
-    def _raw_map(self):
-        from sipling.sip.parser import split_headers
-        raws = []
-        data, start, end = self._src
-        pairs = split_headers(data, raws, start, end)
-        m = {}
-        for i in range(len(pairs)):
-            key = (pairs[i][0], pairs[i][1])
-            lst = m.get(key)
-            if lst is None:
-                m[key] = [raws[i]]
-            else:
-                lst.append(raws[i])
-        return m
 
     # -- comparison: Content-Length is framing, so equality compares the body instead.
     def _key(self):
@@ -290,6 +299,42 @@ class Message:
         if self.method is not None:
             return "<Message %s %s>" % (self.method.decode(), self.uri.decode())
         return "<Message %d>" % self.status
+
+
+def _line_spans(data, pos, end):
+    # [start, end, start, end, ...] of each header field in data[pos:end], a folded field
+    # (continuation lines, 7.3.1) counting as one.
+    spans = []
+    while pos < end:
+        e = data.find(b"\r\n", pos, end)
+        if e < 0:
+            e = end
+        while e + 2 < end and (data[e + 2] == 32 or data[e + 2] == 9):
+            e = data.find(b"\r\n", e + 2, end)
+            if e < 0:
+                e = end
+        spans.append(pos)
+        spans.append(e)
+        pos = e + 2
+    return spans
+
+
+def _raw_matches(data, pos, e, name, value):
+    # Does the received line data[pos:e] say exactly (name, value)? No copies made.
+    n = pos + len(name)
+    if n > e or not data.startswith(name, pos):
+        return False
+    while n < e and (data[n] == 32 or data[n] == 9):
+        n += 1
+    if n >= e or data[n] != 58:
+        return False
+    v = n + 1
+    while v < e and (data[v] == 32 or data[v] == 9 or data[v] == 13 or data[v] == 10):
+        v += 1
+    ve = e
+    while ve > v and (data[ve - 1] == 32 or data[ve - 1] == 9):
+        ve -= 1
+    return ve - v == len(value) and data.startswith(value, v)
 
 
 def _top_via(v):
