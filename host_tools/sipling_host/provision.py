@@ -231,7 +231,7 @@ def build(args):
     spi_uc, spi_us, spi_pc, spi_ps = _spis(4)
     password = base64.urlsafe_b64encode(os.urandom(18)).decode()
     ipsec = {"carrier": args.carrier, "encap_port": args.encap_port,
-             "peer_encap_port": args.encap_port, "ik": _hex(16), "ck": _hex(16),
+             "peer_encap_port": args.peer_encap_port or args.encap_port, "ik": _hex(16), "ck": _hex(16),
              "algs": [["hmac-sha-1-96", "aes-cbc"], ["hmac-sha-1-96", "null"]]}
     man = {"alg": "hmac-sha-1-96", "ealg": "aes-cbc", "ik": _hex(16), "ck": _hex(16),
            "spi_uc": spi_uc, "spi_us": spi_us, "spi_pc": spi_pc, "spi_ps": spi_ps,
@@ -316,7 +316,8 @@ def add_arguments(p):
     p.add_argument("--proxy-port-s", type=int, default=5068, help="proxy port-s for ipsec-man")
     p.add_argument("--carrier", default="udp-encap", choices=("udp-encap", "raw"),
                    help="how ESP travels (default %(default)s)")
-    p.add_argument("--encap-port", type=int, default=4500, help="ESP-in-UDP port (default 4500)")
+    p.add_argument("--encap-port", type=int, default=4500, help="device's ESP-in-UDP port (default 4500)")
+    p.add_argument("--peer-encap-port", type=int, help="edge's ESP-in-UDP port (default: --encap-port)")
     p.add_argument("--expires", type=int, default=600, help="registration expiry in seconds")
     p.add_argument("--keepalive", type=int, default=30, help="keep-alive interval in seconds (0: off)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error"))

