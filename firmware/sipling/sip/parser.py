@@ -17,6 +17,19 @@ MAX_BODY = const(12288)      # Content-Length -> 413 Request Entity Too Large (2
 MAX_HEADERS = const(64)      # header fields (after unfolding) -> 400
 MAX_LINE = const(1024)       # bytes in one physical line -> 400
 
+# Usual header names, reused instead of a fresh slice per parse (keyed by length and first
+# byte, compared in place).
+_USUAL = {}
+for _n in (b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Contact", b"Max-Forwards", b"Expires",
+           b"Content-Length", b"Content-Type", b"Authorization", b"WWW-Authenticate",
+           b"Proxy-Authenticate", b"Proxy-Authorization", b"Security-Server", b"Security-Client",
+           b"Security-Verify", b"Require", b"Proxy-Require", b"Supported", b"Allow", b"Route",
+           b"Record-Route", b"User-Agent", b"Server", b"Event", b"Min-Expires", b"Date",
+           b"Authentication-Info", b"Accept", b"Path", b"Service-Route", b"P-Associated-URI",
+           b"v", b"f", b"t", b"i", b"m", b"l", b"c", b"k"):
+    _USUAL.setdefault(len(_n) * 256 + _n[0], []).append(_n)
+del _n
+
 _SINGLE = (b"from", b"to", b"call-id", b"cseq", b"max-forwards")
 _NAMES = {b"via": "Via", b"from": "From", b"to": "To", b"call-id": "Call-ID", b"cseq": "CSeq",
           b"max-forwards": "Max-Forwards"}
@@ -55,9 +68,15 @@ def split_headers(sec, raws=None, pos=0, end=-1):
             ve = e
             while ve > v and (sec[ve - 1] == 32 or sec[ve - 1] == 9):
                 ve -= 1
-            name = sec[pos:n]
-            if b" " in name or b"\t" in name:
-                raise SipError(400, "Bad header name")
+            name = None
+            for u in _USUAL.get((n - pos) * 256 + sec[pos], ()):
+                if sec.startswith(u, pos):
+                    name = u
+                    break
+            if name is None:
+                name = sec[pos:n]
+                if b" " in name or b"\t" in name:
+                    raise SipError(400, "Bad header name")
             out.append([name, sec[v:ve]])
             if raws is not None:
                 raws.append(sec[pos:e])
