@@ -46,22 +46,22 @@ def main(argv):
         i += 1
     log.set_clock(time.ticks_ms)
     log.set_level("debug")
-    st = Store(fs, "sipling.json")
-    note = st.recover()
     reloads = [0]
+    box = {}    # the store, once made
+
+    def fp():
+        return fp16(box["st"])
 
     def on_commit(name):
         reloads[0] += 1
         log.info("app", "reloaded %s (%d)" % (name, reloads[0]))
-
-    prov = Provisioner(st, on_commit=on_commit, fw="stub")
 
     def on_line(line):
         w = line.split()
         if not w:
             return None
         if w[0] == "status":
-            return "ok config %s reloads %d" % (fp16(st), reloads[0])
+            return "ok config %s reloads %d" % (fp(), reloads[0])
         if w[0] == "secret":
             log.info("app", "ik=00112233445566778899aabbccddeeff password=hunter2")
             return "done"
@@ -77,15 +77,18 @@ def main(argv):
             log.trace("out", "udp", ("127.0.0.1", 5064), ("127.0.0.1", 5060), REG % (k, k, k))
             log.trace("in", "udp", ("127.0.0.1", 5060), ("127.0.0.1", 5064), OK % (k, k, k))
 
-    def boot(con):
+    def boot(con, note):
         log.set_sink(con.write)
         if note:
             log.warn("boot", note)
-        log.info("boot", "config %s" % fp16(st))
+        log.info("boot", "config %s" % fp())
 
     if not use_asyncio:
-        con = console.Console(on_line, prov.handle_frame)
-        boot(con)
+        # what an app's poll loop does: app_console() builds the store + provisioner itself
+        con = console.app_console(on_line, on_commit, path="sipling.json")
+        box["st"] = con.provisioner.store
+        note = con.boot_note
+        boot(con, note)
         p = select.poll()
         p.register(con.inp, select.POLLIN)
         due = time.ticks_add(time.ticks_ms(), beat)
@@ -104,8 +107,11 @@ def main(argv):
             await asyncio.sleep_ms(beat)
 
     async def app():
-        con = console.start(on_line, prov)
-        boot(con)
+        st = Store(fs, "sipling.json")
+        note = st.recover()
+        box["st"] = st
+        con = console.start(on_line, Provisioner(st, on_commit=on_commit, fw="stub"))
+        boot(con, note)
         if beat:
             asyncio.create_task(beater())
         await con.task

@@ -3,11 +3,12 @@
 # lines (sipling.provision.frame.Splitter), hands frames to the provisioner and lines to
 # the app, writes the replies. Frame bytes are never echoed.
 #
-# In a select.poll loop:                        With asyncio:
-#   con = console.Console(on_line, prov.handle_frame)   con = console.start(on_line, prov)
-#   poller.register(con.inp, select.POLLIN)             (a task reads the console)
-#   ... if obj is con.inp and not con.pump(): unregister (end of input)
-#   log.set_sink(con.write)                      # log lines share the console
+# In a select.poll loop (the app's pump):
+#   con = console.app_console(on_line, on_commit)   # Console + Provisioner on the config store
+#   poller.register(con.inp, select.POLLIN)
+#   ... if obj is con.inp and not con.pump(): poller.unregister(con.inp)   # end of input
+#   log.set_sink(con.write)                          # log lines share the console
+# With asyncio: con = console.start(on_line, provisioner) (a task reads the console).
 #
 # on_line(line: str) -> str | None: the reply text; it gets a trailing "\n" if it has none.
 # Ctrl-C still interrupts: on the unix port the pty has ISIG on, on ESP32 the UART driver
@@ -155,18 +156,34 @@ def config_path():
     return "sipling.json" if sys.platform == "linux" else "/sipling.json"
 
 
-def serve_provisioning(path=None, idle_ms=30000):
-    """Answer provisioning frames on the console until BYE or idle_ms of silence.
-
-    For the REPL (no app running). Returns the number of commits."""
-    import time
+def _provisioner(path, on_commit=None):
     import sipling
     from sipling.shell import fs
     from sipling.provision.store import Store
     from sipling.provision.device import Provisioner
     st = Store(fs, path or config_path())
-    st.recover()
-    prov = Provisioner(st, fw=getattr(sipling, "VERSION", ""))
+    note = st.recover()
+    return Provisioner(st, on_commit=on_commit, fw=getattr(sipling, "VERSION", "")), note
+
+
+def app_console(on_line, on_commit=None, path=None, echo=False):
+    """The console an app needs: typed lines to on_line, provisioning into the config store
+    (boot recovery done here: a transfer cut by a power loss is dropped, the old config
+    stays). on_commit(name) runs after a new config replaced the old one (reload there).
+    The Console's .provisioner and .boot_note (None or what recovery did) are set."""
+    prov, note = _provisioner(path, on_commit)
+    con = Console(on_line, prov.handle_frame, echo=echo)
+    con.provisioner = prov
+    con.boot_note = note
+    return con
+
+
+def serve_provisioning(path=None, idle_ms=30000):
+    """Answer provisioning frames on the console until BYE or idle_ms of silence.
+
+    For the REPL (no app running). Returns the number of commits."""
+    import time
+    prov, _ = _provisioner(path)
     con = Console(None, prov.handle_frame)
     poller = select.poll()
     poller.register(con.inp, select.POLLIN)
