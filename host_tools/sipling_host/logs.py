@@ -159,6 +159,21 @@ def run(args):
                   pcap=PcapWriter(pf) if pf else None,
                   flt=Filter(args.level, args.module, args.grep, not args.no_traces), colour=colour)
     try:
+        _relay_loop(args, ser, relay, deadline, note)
+    except KeyboardInterrupt:
+        pass                    # ^C is how `sipling logs` is normally stopped
+    finally:
+        if logfile:
+            logfile.close()
+        if pf:
+            pf.close()
+    if relay.pcap is not None:
+        note("sipling: %d SIP message(s) written to %s" % (relay.pcap.count, args.pcap))
+    return 0
+
+
+def _relay_loop(args, ser, relay, deadline, note):
+    try:
         while deadline is None or time.monotonic() < deadline:
             try:
                 data = ser.read(ser.in_waiting or 1)
@@ -176,10 +191,3 @@ def run(args):
     finally:
         if ser is not None:
             ser.close()
-        if logfile:
-            logfile.close()
-        if pf:
-            pf.close()
-    if relay.pcap is not None:
-        note("sipling: %d SIP message(s) written to %s" % (relay.pcap.count, args.pcap))
-    return 0
