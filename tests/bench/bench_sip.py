@@ -50,17 +50,27 @@ REGISTER = (
     b"Content-Length: 0\r\n\r\n")
 
 
-def timed(fn, n):
-    # best of 5 rounds of n calls: the least disturbed by other processes
+def _once(fn, n):
+    gc.collect()
+    t0 = ticks_us()
+    for _ in range(n):
+        fn()
+    return ticks_diff(ticks_us(), t0) / n
+
+
+def timed(fn, n, ref=None):
+    # 7 rounds, each timing fn and (when given) the reference right after it: returns the
+    # best time per call and the median of the per-round ratios, which other processes on
+    # the machine disturb much less than either time alone.
     best = None
-    for _ in range(5):
-        gc.collect()
-        t0 = ticks_us()
-        for _ in range(n):
-            fn()
-        t = ticks_diff(ticks_us(), t0) / n
+    ratios = []
+    for _ in range(7):
+        t = _once(fn, n)
         best = t if best is None or t < best else best
-    return best
+        if ref is not None:
+            ratios.append(t / _once(ref, n))
+    ratios.sort()
+    return best, (ratios[3] if ratios else 1.0)
 
 
 def heap(fn):
@@ -77,10 +87,12 @@ def heap(fn):
     return out[2]
 
 
-def row(name, us, ref_us, mem, ref_mem):
+def row(name, fn, ref, n, ref_mem):
+    us, ratio = timed(fn, n, ref)
+    mem = heap(fn)
     m = "%8s" % ("-" if mem is None else mem)
     r = "%6s" % ("-" if mem is None or not ref_mem else "%.1fx" % (mem / ref_mem))
-    print("%-34s %9.1f us %6.1fx   %s B %s" % (name, us, us / ref_us, m, r))
+    print("%-34s %9.1f us %6.1fx   %s B %s" % (name, us, ratio, m, r))
 
 
 def main():
@@ -111,20 +123,18 @@ def main():
     def do_frame():
         StreamFramer().feed(REGISTER)
 
-    ref_us = timed(ref, n)
     ref_mem = heap(ref)
     print("message: %d-byte REGISTER, %d headers; %s %s" % (
         len(REGISTER), len(msg.headers), sys.implementation.name,
         ".".join(str(x) for x in sys.implementation.version[:3])))
-    print("%-34s %12s %7s %10s %6s" % ("operation", "time", "/ref", "heap", "/ref"))
-    row("reference: bytes.split(CRLF)", ref_us, ref_us, ref_mem, ref_mem)
-    row("parse", timed(do_parse, n), ref_us, heap(do_parse), ref_mem)
-    row("parse + branch/cseq/tag/list", timed(do_parse_and_use, n), ref_us, heap(do_parse_and_use), ref_mem)
-    row("serialize (parsed, unmodified)", timed(do_serialize_parsed, n), ref_us,
-        heap(do_serialize_parsed), ref_mem)
-    row("serialize (built message)", timed(do_serialize_built, n), ref_us,
-        heap(do_serialize_built), ref_mem)
-    row("StreamFramer.feed (whole)", timed(do_frame, n), ref_us, heap(do_frame), ref_mem)
-
+    print("%-34s %12s %7s %10s %6s" % ("operation (%d calls x 7)" % n, "time", "/ref", "heap", "/ref"))
+    row("reference: bytes.split(CRLF)", ref, ref, n, ref_mem)
+    row("parse", do_parse, ref, n, ref_mem)
+    row("parse + branch/cseq/tag/list", do_parse_and_use, ref, n, ref_mem)
+    row("serialize (parsed, unmodified)", do_serialize_parsed, ref, n, ref_mem)
+    row("serialize (built message)", do_serialize_built, ref, n, ref_mem)
+    row("StreamFramer.feed (whole)", do_frame, ref, n, ref_mem)
+    print("time: best of 7 rounds; /ref: median per-round ratio to the reference; "
+          "heap: gc.mem_alloc delta per call")
 
 main()
