@@ -12,16 +12,14 @@ its Via to everything it relays, Path (RFC 3327) to REGISTER and Record-Route to
 requests, so requests for a device come back through it and leave on that device's SAs.
 Time is injected (``now_ms``); randomness too (``rand(n)``).
 """
-from sipling.sip import uri as urimod
 from sipling.sip.message import SipError, response
 
 from . import edge_secagree as sa
 from .edge_esp import EspDrop
+from .edge_route import Router
 
 IDLE, OFFERED, ACTIVE = 0, 1, 2
 STATES = ("idle", "offered", "active")
-_TXN_MS = 32000          # 64*T1 (RFC 3261 17.1.2.2, timer F): a branch entry lives this long
-_DIALOG = (b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY")
 
 
 class EdgeConfig:
@@ -64,7 +62,9 @@ class Session:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
 
-class Edge:
+class Edge(Router):
+    """The edge: sessions, sec-agree server side and ESP here; relaying in edge_route.Router."""
+
     def __init__(self, cfg, store, esp, log, rand):
         self.cfg = cfg
         self.store = store        # edge_bundle.BundleStore
@@ -374,118 +374,6 @@ class Edge:
                 return None if want == p.get(b"response") else "wrong digest response (password?)"
         return "no Authorization for our nonce"
 
-    def _relay_up(self, s, offer, msg, sport, now_ms):
-        _max_forwards(msg)
-        sa.strip_for_proxy(msg)
-        msg.remove("Authorization")
-        msg.remove("P-Asserted-Identity")
-        if msg.method != b"REGISTER":
-            # RFC 3325: the edge authenticated the device by its SA, so it asserts the AOR
-            msg.add("P-Asserted-Identity", b"<" + s.dev.aor.encode() + b">")
-        me = self._my_uri(s)
-        if msg.method == b"REGISTER":
-            msg.add("Path", b"<" + me + b";lr>")
-        elif msg.method in _DIALOG and msg.to_tag() is None:
-            msg.add("Record-Route", b"<" + me + b";lr>", first=True)
-        br = self._branch()
-        msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (
-            self.cfg.host.encode(), self.cfg.inner_port, br), first=True)
-        self._txn[br] = [now_ms + _TXN_MS, "up", s, offer, sport, msg.method]
-        self._send_inner(msg)
-
-    def _my_uri(self, s):
-        # the bundle name identifies the device in Path/Record-Route (user part escaped,
-        # RFC 3261 19.1.2), so requests routed by it find their device
-        user = "".join(c if c.isalnum() or c in "-_.!~*'()" else "%%%02X" % ord(c) for c in s.dev.name)
-        return b"sip:%s@%s:%d" % (user.encode(), self.cfg.host.encode(), self.cfg.inner_port)
-
-    def _device_response(self, s, msg):
-        t = self._txn.get(msg.via_branch() or b"")
-        if t is None or t[1] != "down" or t[2] is not s:
-            self._drop(s, "stray-response", "%d" % msg.status)
-            return
-        _pop_via(msg)
-        self._send_inner(msg, t[3])
-
-    # -- plain SIP from the proxy ---------------------------------------------------
-    def receive_inner(self, data, addr, now_ms):
-        msg = self._parse(data, None)
-        if msg is None:
-            return
-        if not msg.is_request:
-            t = self._txn.get(msg.via_branch() or b"")
-            if t is None or t[1] != "up":
-                self._drop(None, "stray-response", "from proxy: %d" % msg.status)
-                return
-            _, _, s, offer, sport, method = t
-            _pop_via(msg)
-            if method == b"REGISTER" and 200 <= msg.status < 300:
-                self._registered(s, msg, now_ms)
-            if offer is not s.chosen and offer not in s.offers and offer.kind != sa.IPSEC_MAN:
-                self._drop(s, "stale-association", "response after the SA was removed")
-                return
-            self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, msg)
-            return
-        try:
-            self._request_down(msg, addr, now_ms)
-        except SipError as e:
-            if msg.method != b"ACK":
-                self._send_inner(response(msg, e.status, e.reason.encode()), addr)
-
-    def _request_down(self, msg, addr, now_ms):
-        s = self._pop_my_route(msg)
-        if s is None:
-            u = urimod.parse_uri(msg.uri)
-            for cand in self.sessions.values():
-                if u.user is not None and u.user.decode() == cand.dev.user:
-                    s = cand
-        if s is None or s.chosen is None:
-            if msg.method != b"ACK":
-                self._send_inner(response(msg, 480, b"Temporarily Unavailable (device not connected to the edge)"), addr)
-            self._drop(s, "not-connected", msg.method.decode())
-            return
-        _max_forwards(msg)
-        if not self.cfg.trust_pai:
-            msg.remove("P-Asserted-Identity")
-        o = s.chosen
-        br = self._branch()
-        msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (self.cfg.host.encode(), o.port_pc, br), first=True)
-        self._txn[br] = [now_ms + _TXN_MS, "down", s, addr]
-        # requests for the device leave on SA 2: edge port-c -> device port-s
-        self._send_device(s, o, o.spi_us, o.port_pc, o.port_us, msg)
-
-    def _pop_my_route(self, msg):
-        routes = msg.get_all("Route")
-        if not routes:
-            return None
-        _, u, _ = urimod.parse_name_addr(routes[0])
-        if u.host.decode() != self.cfg.host or (u.port or 5060) != self.cfg.inner_port:
-            return None
-        rest = routes[1:]
-        msg.remove("Route")
-        for r in rest:
-            msg.add("Route", r)
-        return self.sessions.get(u.user.decode()) if u.user else None
-
-    def _registered(self, s, msg, now_ms):
-        exp = 0
-        for c in msg.get_all("Contact"):
-            _, _, params = urimod.parse_name_addr(c)
-            v = urimod.param(params, b"expires")
-            if v is not None and v.isdigit():
-                exp = max(exp, int(v))
-        if exp == 0 and msg.get("Expires") and msg.get("Expires").strip().isdigit() and msg.get_all("Contact"):
-            exp = int(msg.get("Expires").strip())
-        if exp > 0:
-            s.reg_until = now_ms + exp * 1000
-            s.bound = True
-            self.log("info", s.dev.name, "registration state: registered for %d s via %s" % (
-                exp, s.chosen.describe() if s.chosen else "?"))
-        else:
-            s.reg_until = now_ms + 2000  # keep the SAs briefly for the last response
-            s.bound = False
-            self.log("info", s.dev.name, "registration state: unregistered (binding removed)")
-
     def status_lines(self, now_ms):
         """One line per device for logs/SIGUSR1: state, mechanism, SPIs, drops."""
         out = []
@@ -496,28 +384,3 @@ class Edge:
             drops = " ".join("%s=%d" % kv for kv in sorted(s.drops.items())) or "none"
             out.append("%s: %s, %s, %s, drops: %s" % (name, STATES[s.state], reg, mechs, drops))
         return out
-
-
-def _max_forwards(msg):
-    # RFC 3261 16.6 step 3 / 16.3 step 2
-    v = msg.get("Max-Forwards")
-    if v is None:
-        msg.add("Max-Forwards", b"70")
-        return
-    v = v.strip()
-    if not v.isdigit() or int(v) == 0:
-        raise SipError(483, "Too Many Hops")
-    msg.set("Max-Forwards", b"%d" % (int(v) - 1))
-
-
-def _pop_via(msg):
-    # RFC 3261 16.7 step 3: remove the topmost Via value (which may share a line)
-    hs = msg.headers
-    for i in range(len(hs)):
-        if hs[i][0].lower() in (b"via", b"v"):
-            parts = urimod.split_top(urimod.unfold(hs[i][1]), 44)
-            if len(parts) > 1:
-                hs[i] = [hs[i][0], b",".join(parts[1:]).strip()]
-            else:
-                del hs[i]
-            return
