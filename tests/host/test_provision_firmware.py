@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,19 @@ from sipling_host import cli
 from sipling_host.ptyboard import PtyBoard, micropython_path, FIRMWARE, ROOT
 
 PORTS = {"proxy": 35060, "c": 35062, "s": 35064}
+
+
+def _text(path):
+    return path.read_text() if path.exists() else ""
+
+
+def _until(pred, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
 
 
 def _board(tmp_path):
@@ -52,11 +66,17 @@ def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):
         assert bundle["config_sha256"] == hashlib.sha256(raw).hexdigest()
         assert cfg["identity"]["password"] == bundle["device"]["password"]
 
+        pcap, logf = tmp_path / "sip.pcap", tmp_path / "board.log"
+        proc = subprocess.Popen([sys.executable, "-m", "sipling_host", "logs", "--port", b.path,
+                                 "--pcap", str(pcap), "--out", str(logf), "--color", "never"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        b.wait_output(b">>> ", start=b.output.rfind(b"\x04>"))
+        _until(lambda: b.send(b"print('ready', 6*7)\r") or "ready 42" in _text(logf))
         b.restart()                                   # boots with the new config
-        pcap = tmp_path / "sip.pcap"
-        r = subprocess.run([sys.executable, "-m", "sipling_host", "logs", "--port", b.path,
-                            "--pcap", str(pcap), "--duration", "2", "--color", "never"],
-                           capture_output=True, text=True, timeout=60)
+        _until(lambda: " TRACE -> " in _text(logf))
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert r.returncode == 0, r.stderr
         assert "-> 127.0.0.1:%d udp REGISTER sip:example.test SIP/2.0" % PORTS["proxy"] in r.stdout
         assert bundle["device"]["password"] not in r.stdout
