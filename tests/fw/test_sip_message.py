@@ -1,7 +1,7 @@
 # SIP message model, parser and serializer basics (RFC 3261 7, 8.2.6.2, 20).
 from util import raises
 
-from sipling.sip.message import SipError, Message, request, response
+from sipling.sip.message import SipError, request, response
 from sipling.sip.parser import parse, parse_or_reply
 
 REG = (b"REGISTER sip:registrar.example.com SIP/2.0\r\n"
