@@ -248,3 +248,31 @@ def _check_with_tshark(stack, dev, pcap):
     spis = {int(r[0], 16) for r in rows}
     assert spis <= {sa.spi for sa in dev.pair.all()}
     assert len(spis) == 4, rows  # all four SAs of the pair carried traffic
+
+
+def _register_direct(stack, src_ip, extra):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src_ip, 0))
+    s.settimeout(5)
+    me = s.getsockname()[1]
+    m = request(b"REGISTER", b"sip:example.test", [
+        (b"Via", b"SIP/2.0/UDP %s:%d;branch=z9hG4bK-r%d;rport" % (src_ip.encode(), me, me)),
+        (b"Max-Forwards", b"70"), (b"From", b"<sip:door@example.test>;tag=r"),
+        (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"direct-%d" % me), (b"CSeq", b"1 REGISTER"),
+        (b"Contact", b"<sip:door@%s:%d>" % (src_ip.encode(), me)), (b"Expires", b"60")] + extra)
+    s.sendto(m.serialize(), (H, stack["kport"]))
+    try:
+        return parse(s.recv(65535))
+    finally:
+        s.close()
+
+
+def test_kamailio_cfg_refuses_what_did_not_come_through_the_edge(stack):
+    # sec-agree straight to Kamailio: 421 + Require: sec-agree, nothing saved
+    r = _register_direct(stack, H, [(b"Require", b"sec-agree"), (b"Proxy-Require", b"sec-agree"),
+                                    (b"Security-Client", b"ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;spi-s=2;"
+                                                         b"port-c=1;port-s=2")])
+    assert r.status == 421 and r.get("Require") == b"sec-agree"
+    # a Path from an address that is not the edge's (EDGE_ADDR): 403
+    r = _register_direct(stack, "127.0.0.2", [(b"Path", b"<sip:evil@127.0.0.2:5999;lr>")])
+    assert r.status == 403
