@@ -8,7 +8,6 @@ from sipling.sip.error import SipError
 _DQ = const(34)
 _BS = const(92)
 _LT = const(60)
-_GT = const(62)
 _COMMA = const(44)
 
 
