@@ -127,7 +127,10 @@ class EdgeShell:
             self._wake.set()
 
     def status(self):
-        for line in self.edge.status_lines(self.now_ms()):
+        lines = self.edge.status_lines(self.now_ms())
+        if not lines:
+            self.log("info", None, "status: no device bundles loaded from %s" % self.store.path)
+        for line in lines:
             self.log("info", None, "status " + line)
         if self.edge.drops or self.esp.drops:
             d = dict(self.edge.drops)
