@@ -106,3 +106,27 @@ def test_key_rotation_on_the_running_firmware(tmp_path, capfd):
         assert k1["device"]["password"] != k2["device"]["password"]
         assert k1["ipsec_man"]["ik"] != k2["ipsec_man"]["ik"]
         assert b.alive()
+
+
+def test_mpremote_copies_onto_the_running_firmware(tmp_path):
+    import argparse
+    from sipling_host import provision
+    ap = argparse.ArgumentParser()
+    provision.add_arguments(ap)
+    a = ap.parse_args(["--port", "x", "--aor", "sip:door@example.test", "--proxy", "127.0.0.1:%d" % PORTS["proxy"],
+                       "--owner", "sip:alice@example.test", "--port-c", str(PORTS["c"]),
+                       "--port-s", str(PORTS["s"]), "--mechanisms", "digest", "--trace-sip"])
+    cfg, _ = provision.build(a)
+    (tmp_path / "sipling.json").write_bytes(provision.config_bytes(cfg))
+    src = tmp_path / "extra.py"
+    src.write_text("print('extra module', 6 * 7)\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    if not os.path.exists(exe):
+        pytest.skip("mpremote not installed (pip install mpremote)")
+    with _board(tmp_path) as b:
+        b.wait_output(b" TRACE out udp ", timeout=10)   # the app runs
+        r = subprocess.run([exe, "connect", b.path, "resume", "fs", "cp", str(src), ":extra.py",
+                            "+", "exec", "import extra"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "extra module 42" in r.stdout
+        assert (tmp_path / "fs" / "extra.py").read_text() == src.read_text()
