@@ -94,9 +94,16 @@ def test_key_rotation_on_the_running_firmware(tmp_path, capfd):
         b.restart()
         b.wait_output(b" TRACE out udp ", timeout=10)   # the app runs and registers
         capfd.readouterr()
+        mark = len(b.output)
         assert _provision(b.path, tmp_path / "b2") == 0
         out, err = capfd.readouterr()
         assert err == ""
+        # the running app answered on its console (no detour through the REPL) and restarts
+        # itself with the new config: it registers again, the process never left the app
+        assert "no app answering" not in out
+        after = len(b.output)
+        b.wait_output(b" TRACE out udp ", start=after, timeout=10)
+        assert b">>> " not in b.output[mark:]
         second = (tmp_path / "sipling.json").read_bytes()
         assert second != first
         assert "config sha256 %s..." % hashlib.sha256(first).hexdigest()[:16] in out
