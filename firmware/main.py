@@ -95,9 +95,10 @@ def main():
             log.error("wifi", str(e))
             return
         try:
-            if "ipsec-3gpp" in cfg["secagree"]["mechanisms"]:
+            if "ipsec-3gpp" in cfg["secagree"]["mechanisms"] or "ipsec-man" in cfg["secagree"]["mechanisms"]:
                 # the one transport object: plain UDP until an ipsec agreement installs SAs
-                transport = loop.EspTransport(cfg, os.urandom)
+                d = cfg_path.rsplit("/", 1)[0] + "/" if "/" in cfg_path else ""
+                transport = loop.EspTransport(cfg, os.urandom, hwm_path=d + "sipling-seq.json")
                 hooks = (transport.agreed, transport.drop)
             else:
                 transport = loop.PlainTransport(cfg)

@@ -5,7 +5,7 @@ from sipling.control import commands, events, owners
 from sipling.sip import ua as _ua
 from sipling.sip.uac import SecAgree
 
-CONSOLE_HELP = "console: status | press <button> | set <sensor> <value> | do <command> | quit"
+CONSOLE_HELP = "console: status | press <button> | set <sensor> <value> | do <command> | help | quit"
 
 
 def _b(x):
@@ -118,6 +118,8 @@ class App:
                 return "ok %s=%s" % (w[1], w[2])
             if w[0] == "do" and len(w) > 1:
                 return commands.execute(self.board, " ".join(w[1:]).encode())[0].decode()
+            if w[0] == "help":
+                return CONSOLE_HELP + " | counters"
             if w[0] == "counters":
                 return "counters: " + " ".join("%s=%d" % kv for kv in sorted(self.ua.counters.items()))
             if w[0] == "quit":

@@ -90,3 +90,44 @@ def _recv(s):
         return d, net.peer(a)
     except OSError:
         return None
+
+
+class AgMan:
+    mechanism = b"ipsec-man"
+
+    def describe(self):
+        return "ipsec-man"
+
+
+def test_ipsec_man_installs_provisioned_sas_and_persists_sequence_mark():
+    import os
+    hwm = "/tmp/sipling-test-seq-%d.json" % (time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000))
+    cfg = {"local": {"host": "127.0.0.1", "port_c": 47072, "port_s": 47074},
+           "proxy": {"host": "127.0.0.1", "port": 47070},
+           "ipsec_man": {"alg": "hmac-sha-1-96", "ealg": "null", "ik": IK, "ck": CK,
+                         "spi_uc": 5001, "spi_us": 5002, "spi_pc": 6001, "spi_ps": 6002,
+                         "port_uc": 47072, "port_us": 47074, "port_pc": 47076, "port_ps": 47078}}
+    t = EspTransport(cfg, rng, carrier=esp_carrier.UdpCarrier(SADB(rng), "127.0.0.1", 47510, keepalive_ms=0),
+                     hwm_path=hwm)
+    try:
+        t.agreed(AgMan())
+        p = t.pair
+        # SA1 uses the proxy's spi-s to its port-s, SA4 the proxy's spi-c (DESIGN.md 4 table)
+        assert (p.out_c.spi, p.out_c.sport, p.out_c.dport) == (6002, 47072, 47078)
+        assert (p.out_s.spi, p.out_s.sport, p.out_s.dport) == (6001, 47074, 47076)
+        assert sorted(t.db.inbound) == [5001, 5002]
+        t.send(b"REGISTER", ("127.0.0.1", 47070))
+        with open(hwm) as f:
+            marks = f.read()
+        assert '"6002": 1024' in marks  # stored before the first number of the block was used
+        # a restart reads it back: numbers continue above the mark, never repeat
+        t.drop()
+        t.agreed(AgMan())
+        assert t.pair.out_c.counter.last == 1024  # the stored mark: the next number is 1025
+        assert t.pair.out_c.counter.take() == 1025
+    finally:
+        t.close()
+        try:
+            os.remove(hwm)
+        except OSError:
+            pass

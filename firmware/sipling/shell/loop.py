@@ -177,7 +177,7 @@ def run(app, transport, console=None):
         # a second ^C: leave now, the binding expires on its own
         log.warn("app", "interrupted during shutdown; the registration will expire by itself")
     transport.close()
-    log.info("app", "stopped (%s)" % app.ua.status())
+    log.info("app", "stopped; sip %s" % app.ua.status())
     return 0
 
 
@@ -188,11 +188,12 @@ class EspTransport:
     port-s), responses to the proxy's requests on SA4 (our port-s -> their port-c). Once
     protected, plain datagrams count as unprotected (the UA ignores requests among them)."""
 
-    def __init__(self, cfg, rand, carrier=None):
+    def __init__(self, cfg, rand, carrier=None, hwm_path="sipling-seq.json"):
         import binascii
         from sipling.esp.sa import SADB
         from sipling.shell import esp_carrier
-        ip = cfg["ipsec"]
+        ip = cfg.get("ipsec") or {"carrier": "udp-encap", "encap_port": 4500, "peer_encap_port": 4500,
+                                  "ik": "", "ck": ""}  # ipsec-man alone: carrier defaults
         self.cfg = cfg
         self.plain = PlainTransport(cfg)
         self.db = SADB(rand)
@@ -206,11 +207,14 @@ class EspTransport:
         self._ik = binascii.unhexlify(ip["ik"])
         self._ck = binascii.unhexlify(ip["ck"])
         self.pair = None
+        self.hwm_path = hwm_path
         self.local = cfg["local"]["host"]
         self.proxy = self.plain.proxy
 
     def agreed(self, ag, now=0):
         """SecAgree on_agreed hook: install the SAs before the first protected byte."""
+        if ag.mechanism == b"ipsec-man":
+            return self._manual(now)
         if ag.mechanism != b"ipsec-3gpp":
             return
         self.drop(ag)
@@ -219,6 +223,22 @@ class EspTransport:
                                          p["spi_c"], p["spi_s"], p["port_c"], p["port_s"],
                                          ag.alg.decode(), ag.ealg.decode(), self._ik, self._ck, now)
         log.info("esp", "installed SAs %s" % ag.describe())
+
+    def _manual(self, now):
+        # ipsec-man: the provisioned four-SA set as it is (DESIGN.md 4); sequence numbers
+        # come from a persisted high-water mark so they never repeat across reboots
+        import binascii
+        m = self.cfg["ipsec_man"]
+        self.drop()
+        conf = {"our_spi_c": m["spi_uc"], "our_spi_s": m["spi_us"], "our_port_c": m["port_uc"],
+                "our_port_s": m["port_us"], "their_spi_c": m["spi_pc"], "their_spi_s": m["spi_ps"],
+                "their_port_c": m["port_pc"], "their_port_s": m["port_ps"], "alg": m["alg"],
+                "ealg": m["ealg"], "ik": binascii.unhexlify(m["ik"]), "ck": binascii.unhexlify(m["ck"])}
+        path = self.hwm_path
+        self.pair = self.db.install_manual(conf, lambda spi: _hwm_read(path, spi),
+                                           lambda spi, v: _hwm_write(path, spi, v), now)
+        log.info("esp", "installed provisioned ipsec-man SAs spi %d/%d/%d/%d"
+                 % (m["spi_uc"], m["spi_us"], m["spi_pc"], m["spi_ps"]))
 
     def drop(self, ag=None):
         if self.pair is not None:
@@ -264,3 +284,30 @@ class EspTransport:
     def close(self):
         self.plain.close()
         self.carrier.close()
+
+
+def _hwm_all(path):
+    # ipsec-man sequence high-water marks, {spi: value}; one write per block of numbers
+    import json
+    try:
+        with open(path) as f:
+            d = json.loads(f.read())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _hwm_read(path, spi):
+    v = _hwm_all(path).get(str(spi), 0)
+    return v if isinstance(v, int) and v >= 0 else 0
+
+
+def _hwm_write(path, spi, value):
+    import json
+    import os
+    d = _hwm_all(path)
+    d[str(spi)] = value
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(d))
+    os.rename(tmp, path)  # atomic on littlefs and POSIX: the old mark or the new one

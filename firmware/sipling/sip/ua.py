@@ -184,7 +184,7 @@ class UA(uac.Client):
         self.t_refresh = self.t_keepalive = self.t_backoff = None
         if self.state != REGISTERED:
             self.cancel_all()
-            self._set(STOPPED, "stopped")
+            self._set(STOPPED, "")
             return
         self._set(UNREGISTERING, "")
         self.cancel_all()

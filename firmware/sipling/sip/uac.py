@@ -157,6 +157,7 @@ class SecAgree:
         self.ag = None
         self.auth = None
         self.now = 0
+        self.man = cfg.get("ipsec_man")
 
     def reset(self):
         if self.ag is not None and self.on_drop:
@@ -172,6 +173,10 @@ class SecAgree:
         return self.ag.mechanism.decode() if self.ag is not None else None
 
     def contact_port(self, port_s):
+        # Via sent-by and Contact carry our protected port-s (DESIGN.md 4); for ipsec-man
+        # that is the provisioned one
+        if self.ag is not None and self.ag.mechanism == b"ipsec-man" and self.man is not None:
+            return self.man["port_us"]
         return port_s
 
     def protected(self):
