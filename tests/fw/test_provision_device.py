@@ -204,3 +204,12 @@ def test_bye_ends_a_repl_session_and_drops_an_open_transfer():
     assert p.bye
     assert os.listdir(d) == []
     _rm(d)
+
+
+def test_begin_with_undecodable_name_is_refused():
+    d = _tmp()
+    p = _dev(d)
+    t, s, pl = _reply(p, frame.BEGIN, 4, bytes(36) + b"\xff\xfe")
+    assert (t, s, pl) == (frame.ERR, 4, frame.err_payload(frame.E_NAME, "unknown file"))
+    assert _reply(p, frame.HELLO, 5)[0] == frame.OK
+    _rm(d)

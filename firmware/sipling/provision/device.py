@@ -77,6 +77,10 @@ class Provisioner:
             log.error(_MOD, "store: %s" % e)
             self._reset()
             return self._err(seq, frame.E_STORE, str(e))
+        except (ValueError, IndexError) as e:
+            # remote garbage that got past the checks above: refuse it, keep running
+            log.warn(_MOD, "bad %s request: %s" % (frame.NAMES.get(ftype, "?"), e))
+            return self._err(seq, frame.E_FRAME, "bad request")
         if code:
             return frame.encode(frame.ERR, seq, reply)
         return frame.encode(frame.OK, seq, reply)
@@ -104,16 +108,16 @@ class Provisioner:
         if len(payload) < 36:
             return frame.E_FRAME, frame.err_payload(frame.E_FRAME, "begin")
         size = struct.unpack_from(">I", payload, 0)[0]
-        name = payload[36:].decode()
-        if name != self.name:
-            return frame.E_NAME, frame.err_payload(frame.E_NAME, name)
+        name = bytes(payload[36:])
+        if name != self.name.encode():
+            return frame.E_NAME, frame.err_payload(frame.E_NAME, "unknown file")
         if size > MAX_SIZE:
             return frame.E_SIZE, frame.err_payload(frame.E_SIZE, "max %d" % MAX_SIZE)
         self.store.begin()
         self.state = _RECEIVING
         self.size = size
         self.expect = bytes(payload[4:36])
-        log.info(_MOD, "receiving %s (%d bytes)" % (name, size))
+        log.info(_MOD, "receiving %s (%d bytes)" % (self.name, size))
         return 0, struct.pack(">I", 0)
 
     def _chunk(self, payload):
