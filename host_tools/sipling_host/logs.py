@@ -169,6 +169,8 @@ def run(args):
             pf.close()
     if relay.pcap is not None:
         note("sipling: %d SIP message(s) written to %s" % (relay.pcap.count, args.pcap))
+        if not relay.pcap.count:
+            note("sipling: no SIP traces seen; the board logs them when provisioned with --trace-sip")
     return 0
 
 

@@ -303,7 +303,7 @@ def add_arguments(p):
     p.add_argument("--aor", required=True, help="device address of record, sip:door@example.test")
     p.add_argument("--proxy", required=True, help="home proxy host[:port] (default port 5060)")
     p.add_argument("--domain", help="SIP domain (default: the AOR's)")
-    p.add_argument("--owner", action="append", help="owner AOR allowed to control the board (repeat)")
+    p.add_argument("--owner", action="append", help="owner AOR allowed to control the board (at least one; repeat for more)")
     p.add_argument("--mechanisms", default=",".join(MECHANISMS),
                    help="sec-agree mechanisms, comma separated (default %(default)s)")
     p.add_argument("--require-ipsec", action="store_true", help="refuse digest-only protection")
