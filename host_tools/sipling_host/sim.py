@@ -106,6 +106,7 @@ def run(args):
             os.chmod(os.path.join(fsdir, "sipling.json"), 0o600)
             shutil.copy(env["SIPLING_BOARD"], os.path.join(fsdir, "board.json"))
             return ptyboard.serve(argv[1], cwd=fsdir, link=os.path.join(tmp, "board.tty"))
+        print(banner(env["SIPLING_CONFIG"]), file=sys.stderr, flush=True)
         p = subprocess.Popen(argv, env=env)
         try:
             return p.wait()
@@ -118,3 +119,16 @@ def run(args):
                 return 130
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+
+def banner(path):
+    """One line saying what runs where (no secrets)."""
+    with open(path) as f:
+        c = json.load(f)
+    loc = c.get("local", {})
+    px = c["proxy"]
+    return ("sipling: simulated board %s as %s on %s ports %d/%d, proxy %s:%d; console: help, status, "
+            "press button, set temperature 31.5, quit" % (
+                c["board"], c["identity"]["aor"], loc.get("host", "127.0.0.1"), loc.get("port_c", 5062),
+                loc.get("port_s", 5064), px["host"], px.get("port", 5060)))
