@@ -207,7 +207,7 @@ class Edge(Router):
             if msg.method != b"REGISTER" or s is None:
                 if msg.method != b"ACK":
                     self._send_plain(response(msg, 403, b"Forbidden (use sec-agree through the edge)"), addr)
-                self._drop(s, "unprotected", "%s from %s:%d" % (msg.method.decode(), addr[0], addr[1]))
+                self._drop(s, "unprotected", "%s from %s:%d" % (msg.method.decode("latin-1"), addr[0], addr[1]))
                 return
             if not sa.wants_secagree(msg):
                 # server-initiated agreement (RFC 3329 2.3.2): 421 with Require: sec-agree
@@ -239,13 +239,13 @@ class Edge(Router):
         else:
             rsp = response(msg, 494, b"Security Agreement Required", hdrs)
         self.log("info", s.dev.name, "offered %s (%s)" % (
-            ", ".join(o.line.split(b";")[0].decode() + "/" + o.alg + "/" + o.ealg for o in offers),
+            ", ".join(o.line.split(b";")[0].decode("latin-1") + "/" + o.alg + "/" + o.ealg for o in offers),
             "401" if challenge else "494"))
         return rsp
 
     def _session_for_to(self, msg):
         to = msg.to_addr()
-        dev = self.store.by_aor(to[1].serialize().decode()) if to else None
+        dev = self.store.by_aor(to[1].serialize().decode("latin-1")) if to else None
         if dev is None:
             return None
         return self.sessions.get(dev.name)
@@ -277,10 +277,15 @@ class Edge(Router):
         msg = self._parse(payload, s)
         if msg is None:
             return
-        if msg.is_request:
-            self._device_request(s, offer, msg, sport, now_ms)
-        else:
-            self._device_response(s, msg)
+        try:
+            if msg.is_request:
+                self._device_request(s, offer, msg, sport, now_ms)
+            else:
+                self._device_response(s, msg)
+        except SipError as e:  # a header the parser left for later turned out malformed
+            self._drop(s, "bad-sip", str(e))
+            if msg.is_request and msg.method != b"ACK":
+                self._reply_protected(s, offer, msg, sport, e.status, e.reason.encode())
 
     def _reply_protected(self, s, offer, req, sport, status, reason, hdrs=()):
         # responses to the device's requests leave on SA 3: edge port-s -> device port-c
@@ -294,7 +299,7 @@ class Edge(Router):
         else:
             # a manual SA still works but no list was sent: make the device start over
             self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required")
-            self._drop(s, "no-agreement", msg.method.decode())
+            self._drop(s, "no-agreement", msg.method.decode("latin-1"))
             return
         if not sa.verify_ok(msg, sent):
             # RFC 3329 2.3.1 step 5: the list the device saw was not ours; answer with it
@@ -315,7 +320,7 @@ class Edge(Router):
             return
         if msg.method == b"REGISTER":
             to = msg.to_addr()
-            d = self.store.by_aor(to[1].serialize().decode()) if to is not None else None
+            d = self.store.by_aor(to[1].serialize().decode("latin-1")) if to is not None else None
             if d is None or d.name != s.dev.name:
                 self._reply_protected(s, offer, msg, sport, 403, b"Forbidden (not this device's AOR)")
                 self._drop(s, "wrong-aor")
@@ -364,7 +369,7 @@ class Edge(Router):
                 if scheme != b"digest" or p.get(b"nonce") != s.nonce:
                     continue
                 if p.get(b"username") != s.dev.user.encode():
-                    return "username %s is not the bundle's" % p.get(b"username", b"").decode()
+                    return "username %s is not the bundle's" % p.get(b"username", b"").decode("latin-1")
                 alg = p.get(b"algorithm", b"MD5")
                 h1 = digest.ha1(alg, p[b"username"], p.get(b"realm", b""), s.dev.password.encode(),
                                 s.nonce, p.get(b"cnonce", b""))

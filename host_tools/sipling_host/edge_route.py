@@ -78,12 +78,12 @@ class Router:
         if s is None:
             u = urimod.parse_uri(msg.uri)
             for cand in self.sessions.values():
-                if u.user is not None and u.user.decode() == cand.dev.user:
+                if u.user is not None and u.user.decode("latin-1") == cand.dev.user:
                     s = cand
         if s is None or s.chosen is None:
             if msg.method != b"ACK":
                 self._send_inner(response(msg, 480, b"Temporarily Unavailable (device not connected to the edge)"), addr)
-            self._drop(s, "not-connected", msg.method.decode())
+            self._drop(s, "not-connected", msg.method.decode("latin-1"))
             return
         _max_forwards(msg)
         if not self.cfg.trust_pai:
@@ -100,13 +100,13 @@ class Router:
         if not routes:
             return None
         _, u, _ = urimod.parse_name_addr(routes[0])
-        if u.host.decode() != self.cfg.host or (u.port or 5060) != self.cfg.inner_port:
+        if u.host.decode("latin-1") != self.cfg.host or (u.port or 5060) != self.cfg.inner_port:
             return None
         rest = routes[1:]
         msg.remove("Route")
         for r in rest:
             msg.add("Route", r)
-        return self.sessions.get(u.user.decode()) if u.user else None
+        return self.sessions.get(u.user.decode("latin-1")) if u.user else None
 
     def _registered(self, s, msg, now_ms):
         exp = 0

@@ -109,22 +109,28 @@ class EdgeShell:
                 break
             except OSError:
                 break  # e.g. ICMP port unreachable reported on a UDP socket
-            now = self.now_ms()
-            if kind == "plain":
-                self.edge.receive_plain(data, addr, now)
-            elif kind == "esp":
-                self.edge.receive_esp(data, addr, now)
-            elif kind == "raw":
-                # a raw socket sees every protocol-50 packet of the host, ours included
-                if addr[0] == self.cfg.host or not data:
-                    continue
-                ihl = (data[0] & 0x0F) * 4
-                self.edge.receive_esp(data[ihl:], (addr[0], 0), now, via="raw")
-            else:
-                self.edge.receive_inner(data, addr, now)
+            try:
+                self._dispatch(kind, data, addr)
+            except Exception as e:  # never let one datagram stop the edge
+                self.log("error", None, "internal error on a %s datagram from %s:%d: %s: %s"
+                         % (kind, addr[0], addr[1], e.__class__.__name__, e))
         self._flush()
         if self._wake is not None:
             self._wake.set()
+
+    def _dispatch(self, kind, data, addr):
+        now = self.now_ms()
+        if kind == "plain":
+            self.edge.receive_plain(data, addr, now)
+        elif kind == "esp":
+            self.edge.receive_esp(data, addr, now)
+        elif kind == "raw":
+            # a raw socket sees every protocol-50 packet of the host, ours included
+            if addr[0] != self.cfg.host and data:
+                ihl = (data[0] & 0x0F) * 4
+                self.edge.receive_esp(data[ihl:], (addr[0], 0), now, via="raw")
+        else:
+            self.edge.receive_inner(data, addr, now)
 
     def status(self):
         lines = self.edge.status_lines(self.now_ms())
