@@ -78,6 +78,15 @@ class Relay:
         self.clock = clock
         self.split = frame.Splitter(max_line=1 << 17)
         self.lines = 0
+        self._anchor = None     # laptop time minus device time (s), for pcap time stamps
+
+    def _pcap_time(self, now, ms):
+        """The device's own spacing of messages (its ms clock), pinned to the laptop clock;
+        re-pinned when the device clock jumps back (reboot) or drifts by more than 2 s."""
+        t = ms / 1000.0
+        if self._anchor is None or abs(now - (self._anchor + t)) > 2.0:
+            self._anchor = now - t
+        return self._anchor + t
 
     def feed(self, data):
         for kind, body in self.split.feed(data):
@@ -93,7 +102,7 @@ class Relay:
             if t is None:
                 return
             if self.pcap is not None:
-                self.pcap.write(now, t[2], t[3], t[4], t[5])
+                self.pcap.write(self._pcap_time(now, ms), t[2], t[3], t[4], t[5])
             shown = "%d TRACE %s" % (ms, trace_summary(t))
         if not self.flt.keep(level, module, text if level != "TRACE" else shown):
             return

@@ -97,3 +97,26 @@ def test_parse_trace_rejects_damaged_lines():
     assert pcap.parse_trace(good.replace("127.0.0.1:1", "localhost:1")) is None
     assert pcap.parse_trace(good[:-3] + "*") is None
     assert pcap.parse_trace("5 INFO m: x") is None
+
+
+def test_pcap_times_follow_the_device_clock():
+    buf = io.BytesIO()
+    now = [100.0]
+    r = logs.Relay(pcap=pcap.PcapWriter(buf), clock=lambda: now[0])
+    b64 = binascii.b2a_base64(MSG).decode().strip()
+    r.feed(("1000 TRACE out udp 127.0.0.1:1 127.0.0.1:2 %s\n" % b64).encode())
+    # two more arrive in one burst: their device times, not the arrival time, are kept
+    now[0] = 100.9
+    r.feed(("1250 TRACE in udp 127.0.0.1:2 127.0.0.1:1 %s\n1700 TRACE out udp 127.0.0.1:1 127.0.0.1:2 %s\n"
+            % (b64, b64)).encode())
+    # the device rebooted: its clock starts again
+    now[0] = 200.0
+    r.feed(("5 TRACE out udp 127.0.0.1:1 127.0.0.1:2 %s\n" % b64).encode())
+    b = buf.getvalue()
+    stamps = []
+    off = 24
+    while off < len(b):
+        sec, usec, incl, _ = struct.unpack("<IIII", b[off:off + 16])
+        stamps.append(round(sec + usec / 1e6, 3))
+        off += 16 + incl
+    assert stamps == [100.0, 100.25, 100.7, 200.0]
