@@ -417,3 +417,32 @@ def test_max_forwards_zero_gets_483_both_ways(tmp_path):
     rig.edge.receive_inner(msg, PROXY, 2)
     (_, data, _), = rig.out("inner")
     assert parse(data).status == 483
+
+
+def test_two_devices_with_the_same_spis_do_not_collide(tmp_path):
+    rig = Rig(tmp_path)
+    other = json.loads((rig.dir / "door.json").read_text())
+    other["identity"]["aor"] = "sip:gate@example.test"
+    other["identity"]["auth_user"] = "gate"
+    other["ipsec"]["ik"], other["ipsec"]["ck"] = "ab" * 16, "cd" * 16
+    other.pop("ipsec_man")
+    (rig.dir / "gate.json").write_text(json.dumps(other))
+    rig.edge.reload(0)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    gate = Device(bytes.fromhex("ab" * 16), bytes.fromhex("cd" * 16), PAIRS, aor="sip:gate@example.test")
+    gate.spi_c, gate.spi_s = rig.dev.spi_c, rig.dev.spi_s          # the same SPIs toward the edge
+    rig.edge.receive_plain(gate.first_register(("ipsec-3gpp",)), ("127.0.0.1", 4999), 1)
+    (_, data, _), = rig.out("plain")
+    gate.choose(data, "ipsec-3gpp", "hmac-md5-96", "null")
+    rig.edge.receive_esp(gate.protected_request(b"REGISTER"), ("127.0.0.1", 4999), 2)
+    (_, data, _), = rig.out("inner")
+    assert parse(data).get("Path") == b"<sip:gate@127.0.0.1:5059;lr>"
+    # a request for each goes out on its own SAs, to its own address
+    for name, dev, addr in (("door", rig.dev, DEV_ADDR), ("gate", gate, ("127.0.0.1", 4999))):
+        msg = (b"MESSAGE sip:x@127.0.0.1:5064 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK" +
+               name.encode() + b"\r\nRoute: <sip:" + name.encode() + b"@127.0.0.1:5059;lr>\r\nMax-Forwards: 69\r\n"
+               b"From: <sip:alice@example.test>;tag=a\r\nTo: <sip:x@example.test>\r\nCall-ID: c\r\n"
+               b"CSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi")
+        rig.edge.receive_inner(msg, PROXY, 3)
+        (_, pkt, to), = rig.out("esp")
+        assert to == addr and dev.open(pkt)[2].body == b"hi"
