@@ -17,6 +17,7 @@ _DIALOG = (b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY")
 class Router:
     def _relay_up(self, s, offer, msg, sport, now_ms):
         _max_forwards(msg)
+        self._pop_my_route(msg)  # an in-dialog request's Route to our Record-Route entry
         sa.strip_for_proxy(msg)
         msg.remove("Authorization")
         msg.remove("P-Asserted-Identity")
@@ -88,6 +89,10 @@ class Router:
         _max_forwards(msg)
         if not self.cfg.trust_pai:
             msg.remove("P-Asserted-Identity")
+        if msg.method in _DIALOG and msg.to_tag() is None:
+            # stay on the dialog's route set (RFC 3261 16.6 step 4): in-dialog requests from
+            # the far end come back to the edge and leave on this device's SAs
+            msg.add("Record-Route", b"<" + self._my_uri(s) + b";lr>", first=True)
         o = s.chosen
         br = self._branch()
         msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (self.cfg.host.encode(), o.port_pc, br), first=True)

@@ -446,3 +446,26 @@ def test_two_devices_with_the_same_spis_do_not_collide(tmp_path):
         rig.edge.receive_inner(msg, PROXY, 3)
         (_, pkt, to), = rig.out("esp")
         assert to == addr and dev.open(pkt)[2].body == b"hi"
+
+
+def test_dialogs_are_record_routed_through_the_edge(tmp_path):
+    rig = Rig(tmp_path)
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    inv = (b"INVITE sip:door@127.0.0.1:5064 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKi1\r\n"
+           b"Route: <sip:door@127.0.0.1:5059;lr>\r\nMax-Forwards: 69\r\nFrom: <sip:alice@example.test>;tag=a\r\n"
+           b"To: <sip:door@example.test>\r\nCall-ID: inv1\r\nCSeq: 1 INVITE\r\n"
+           b"Contact: <sip:alice@127.0.0.1:7000>\r\nContent-Length: 0\r\n\r\n")
+    rig.edge.receive_inner(inv, PROXY, 1)
+    (_, pkt, _), = rig.out("esp")
+    got = rig.dev.open(pkt)[2]
+    assert got.get_all("Record-Route") == [b"<sip:door@127.0.0.1:5059;lr>"] and got.get("Route") is None
+    # the device's BYE follows that route set: the edge removes its own entry and relays
+    bye = rig.dev.protected_request(b"BYE", to=b"sip:alice@example.test",
+                                    extra=[(b"Route", b"<sip:door@127.0.0.1:5059;lr>")])
+    rig.edge.receive_esp(bye, DEV_ADDR, 2)
+    (_, data, _), = rig.out("inner")
+    assert parse(data).get("Route") is None
+    # the device's own INVITE is record-routed on the way up
+    rig.edge.receive_esp(rig.dev.protected_request(b"INVITE", to=b"sip:alice@example.test"), DEV_ADDR, 3)
+    (_, data, _), = rig.out("inner")
+    assert parse(data).get_all("Record-Route") == [b"<sip:door@127.0.0.1:5059;lr>"]
