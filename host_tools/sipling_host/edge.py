@@ -32,7 +32,8 @@ def add_arguments(p):
                    help="answer the first REGISTER with 494, or 401 + Digest challenge as IMS proxies do")
     p.add_argument("--realm", default="sipling", help="Digest realm for --challenge 401")
     p.add_argument("--state-dir", metavar="DIR",
-                   help="where ipsec-man sequence high-water marks persist across restarts")
+                   help="where ipsec-man sequence numbers and replay-window tops persist across "
+                        "restarts (default: BUNDLES/.state)")
     p.add_argument("--raw", action="store_true", help="also terminate raw ESP (IP protocol 50; root only)")
     p.add_argument("--trust-pai", action="store_true",
                    help="pass P-Asserted-Identity from the proxy to devices (only if the proxy sets it)")
@@ -49,12 +50,23 @@ def config_from_args(args):
 
 def run(args):
     import os
+    import sys
     from .edge_shell import EdgeShell, Logger, run_forever
     if not os.path.isdir(args.bundles):
         raise UserError("--bundles %s: no such directory; create it and put the device bundles "
                         "from `sipling provision` in it" % args.bundles)
-    if args.state_dir:
-        os.makedirs(args.state_dir, exist_ok=True)
+    state = args.state_dir or os.path.join(args.bundles, ".state")
+    try:
+        os.makedirs(state, mode=0o700, exist_ok=True)
+        if not os.access(state, os.W_OK):
+            raise PermissionError(state)
+    except OSError:
+        if args.state_dir:
+            raise UserError("--state-dir %s is not writable; choose a directory the edge may write" % state)
+        print("sipling: warning: %s is not writable: ipsec-man sequence numbers will restart with the edge "
+              "and devices will refuse them; pass --state-dir" % state, file=sys.stderr)
+        state = None
+    args.state_dir = state
     shell = EdgeShell(config_from_args(args), args.bundles, args.state_dir, args.raw,
                       Logger(level=args.log_level))
     run_forever(shell)

@@ -88,6 +88,10 @@ class Edge(Router):
         for name in added + changed:
             s = self.sessions[name] = Session(self.store.devices[name])
             self.log("info", name, "bundle loaded: %s, mechanisms %s" % (s.dev.aor, self._mechs(s.dev)))
+            if s.dev.man is not None:
+                # manual SAs exist from the start: a device still using them after an edge
+                # restart gets a protected 494 at once and renegotiates (RFC 3329 2.3.1)
+                self._install_offers(s, [sa.man_offer(s.dev)])
         return added, changed, removed
 
     @staticmethod

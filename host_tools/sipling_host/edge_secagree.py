@@ -95,12 +95,16 @@ def build_offers(dev, client, ports, new_spi):
             offers.append(Offer(IPSEC_3GPP, line, alg, ealg, spi_pc, spi_ps, ports[0], ports[1],
                                 ue[0], ue[1], ue[2], ue[3]))
     if dev.man is not None and man_offered:
-        m = dev.man
-        line = mech.serialize(IPSEC_MAN, [(b"q", _q(len(offers)))])
-        offers.append(Offer(IPSEC_MAN, line, m["alg"], m["ealg"], m["spi_pc"], m["spi_ps"],
-                            m["port_pc"], m["port_ps"], m["spi_uc"], m["spi_us"], m["port_uc"],
-                            m["port_us"]))
+        offers.append(man_offer(dev, len(offers)))
     return offers
+
+
+def man_offer(dev, i=0):
+    """The ipsec-man line (RFC 3329 defines no parameters for it) and its provisioned SAs."""
+    m = dev.man
+    line = mech.serialize(IPSEC_MAN, [(b"q", _q(i))])
+    return Offer(IPSEC_MAN, line, m["alg"], m["ealg"], m["spi_pc"], m["spi_ps"], m["port_pc"],
+                 m["port_ps"], m["spi_uc"], m["spi_us"], m["port_uc"], m["port_us"])
 
 
 def _squeeze(b):

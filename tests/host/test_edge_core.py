@@ -469,3 +469,20 @@ def test_dialogs_are_record_routed_through_the_edge(tmp_path):
     rig.edge.receive_esp(rig.dev.protected_request(b"INVITE", to=b"sip:alice@example.test"), DEV_ADDR, 3)
     (_, data, _), = rig.out("inner")
     assert parse(data).get_all("Record-Route") == [b"<sip:door@127.0.0.1:5059;lr>"]
+
+
+def test_ipsec_man_device_gets_a_protected_494_right_after_an_edge_restart(tmp_path):
+    state = str(tmp_path / "state")
+    os.mkdir(state)
+    rig = Rig(tmp_path / "r", algs=[("hmac-sha-1-96", "aes-cbc")])
+    rig.edge = Edge(rig.cfg, BundleStore(str(rig.dir)), EdgeEsp(os.urandom, state), lambda *a: None, os.urandom)
+    rig.edge.reload(0)
+    rig.register("ipsec-man")
+    # the edge restarts with the same state directory; the device does not know
+    rig.edge = Edge(rig.cfg, BundleStore(str(rig.dir)), EdgeEsp(os.urandom, state), lambda *a: None, os.urandom)
+    rig.edge.reload(0)
+    rig.edge.receive_esp(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"x"),
+                         DEV_ADDR, 1)
+    (_, pkt, _), = rig.out("esp")
+    assert rig.dev.open(pkt)[2].status == 494
+    assert rig.edge.sessions["door"].drops == {"no-agreement": 1}
