@@ -313,3 +313,26 @@ def test_ipsec_agreement_installs_sas_then_refresh_offers_fresh_spis():
     [(r4, _)] = sent(app)
     answer(app, r4, 494, "Security Agreement Required", [("Security-Server", IPSEC_SERVER)], 960300)
     assert app.ua.state == U.BACKOFF and len(dropped) >= 1
+
+
+def test_json_command_gets_json_reply():
+    app, board = make_app()
+    register(app)
+    app.receive(incoming("MESSAGE", "sip:alice@example.test", b'{"cmd": "set", "name": "relay", "value": "on"}',
+                         ctype="application/json"), PROXY, True, 100)
+    out = sent(app)
+    assert out[0][0].status == 200 and out[0][0].body == b""
+    rep = out[1][0]
+    assert rep.get("Content-Type") == b"application/json"
+    import json
+    assert json.loads(rep.body) == {"ok": True, "relay": "on"}
+    assert board.values["relay"] is True
+
+
+def test_reply_message_failure_is_logged_not_retried():
+    app, board = make_app()
+    register(app)
+    app.receive(incoming("MESSAGE", "sip:alice@example.test", b"status"), PROXY, True, 100)
+    out = sent(app)
+    answer(app, out[1][0], 480, "Temporarily Unavailable", now=120)
+    assert app.ua.txs == {} and app.ua.registered()
