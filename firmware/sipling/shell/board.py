@@ -57,8 +57,10 @@ class Board:
 
     # --- hardware (ESP32) ------------------------------------------------------------
     def _setup_pin(self, n, c):
-        import machine
         k = c["kind"]
+        if k == "sensor" and c.get("driver", "sim") not in ("sim", "adc", "internal"):
+            raise BoardError("board: sensor %s has unknown driver %s (use sim, adc or internal)" % (n, c.get("driver")))
+        import machine
         if k == "actuator":
             p = machine.Pin(c["pin"], machine.Pin.OUT)
             p.value(1 if c.get("active_low") else 0)
@@ -77,8 +79,6 @@ class Board:
             self.pins[n] = a
         elif c.get("driver") == "internal":
             self.pins[n] = None
-        elif c.get("driver") != "sim":
-            raise BoardError("board: sensor %s has unknown driver %s (use sim, adc or internal)" % (n, c.get("driver")))
 
     def _irq(self, n):
         self.values[n] = True
