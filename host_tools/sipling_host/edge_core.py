@@ -296,15 +296,23 @@ class Edge(Router):
         self._send_device(s, offer, offer.spi_uc, offer.port_ps, sport, response(req, status, reason, hdrs))
 
     def _device_request(self, s, offer, msg, sport, now_ms):
+        lists = []
         if offer in s.offers:
-            sent = s.offers        # the device answers the list just offered
-        elif offer is s.chosen:
-            sent = s.agreed        # the agreement in use
-        else:
+            lists.append(s.offers)  # the device answers the list just offered
+        if offer is s.chosen or (s.chosen is not None and offer.kind == s.chosen.kind == sa.IPSEC_MAN):
+            # the agreement in use (manual SAs are the same SAs in every list: a plain
+            # REGISTER from anyone must not turn the device's current list into a mismatch)
+            lists.append(s.agreed)
+        if not lists:
             # a manual SA still works but no list was sent: make the device start over
             self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required")
             self._drop(s, "no-agreement", msg.method.decode("latin-1"))
             return
+        sent = lists[0]
+        for cand in lists:
+            if sa.verify_ok(msg, cand):
+                sent = cand
+                break
         if not sa.verify_ok(msg, sent):
             # RFC 3329 2.3.1 step 5: the list the device saw was not ours; answer with it
             self._reply_protected(s, offer, msg, sport, 494, b"Security Agreement Required",

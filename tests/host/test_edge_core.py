@@ -486,3 +486,18 @@ def test_ipsec_man_device_gets_a_protected_494_right_after_an_edge_restart(tmp_p
     (_, pkt, _), = rig.out("esp")
     assert rig.dev.open(pkt)[2].status == 494
     assert rig.edge.sessions["door"].drops == {"no-agreement": 1}
+
+
+def test_a_strangers_plain_register_does_not_break_the_agreement_in_use(tmp_path):
+    for kind, pair in (("ipsec-man", (None, None)), ("ipsec-3gpp", ("hmac-sha-1-96", "aes-cbc"))):
+        rig = Rig(tmp_path / kind, algs=[("hmac-sha-1-96", "aes-cbc")])
+        rig.register(kind, *pair)
+        # anyone can send a plain REGISTER naming the device; the edge offers a new list ...
+        rig.edge.receive_plain(Device(IK, CK, [("hmac-sha-1-96", "aes-cbc")], rig.man).first_register(),
+                               ("127.0.0.1", 6666), 1)
+        rig.out("plain")
+        # ... but the device, still on its agreement and its list, is served as before
+        rig.edge.receive_esp(rig.dev.protected_request(b"MESSAGE", to=b"sip:alice@example.test", body=b"x"),
+                             DEV_ADDR, 2)
+        assert len(rig.out("inner")) == 1, kind
+        assert rig.edge.sessions["door"].drops == {}, kind
