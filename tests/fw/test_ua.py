@@ -336,3 +336,15 @@ def test_reply_message_failure_is_logged_not_retried():
     out = sent(app)
     answer(app, out[1][0], 480, "Temporarily Unavailable", now=120)
     assert app.ua.txs == {} and app.ua.registered()
+
+
+def test_flood_of_commands_keeps_transactions_bounded():
+    app, board = make_app()
+    register(app)
+    for i in range(40):
+        app.receive(incoming("MESSAGE", "sip:alice@example.test", b"status", branch="z9hG4bKf%d" % i), PROXY, True, 100)
+    out = sent(app)
+    oks = [m for m, _ in out if m.status == 200]
+    replies = [m for m, _ in out if m.method == b"MESSAGE"]
+    assert len(oks) == 40 and len(replies) == U.MAX_TX
+    assert len(app.ua.txs) == U.MAX_TX and len(app.ua.seen) == 8

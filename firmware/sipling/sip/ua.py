@@ -25,6 +25,7 @@ _BACKOFF_FIRST_MS = const(1000)
 _BACKOFF_MAX_MS = const(300000)
 _MIN_REFRESH_MS = const(5000)
 _SEEN_MAX = const(8)          # server-side responses kept for retransmitted requests
+MAX_TX = const(12)           # client transactions in flight (replies, events, register)
 ALLOW = b"MESSAGE, OPTIONS"
 
 
@@ -303,6 +304,12 @@ class UA(uac.Client):
         if self.state != REGISTERED:
             if done:
                 done(False, "not registered", now)
+            return
+        if len(self.txs) >= MAX_TX:
+            # bounded memory under a flood: refuse rather than grow (events retry later)
+            self.log("warn", "MESSAGE to %s not sent: %d requests in flight" % (to_uri.decode(), len(self.txs)))
+            if done:
+                done(False, "busy", now)
             return
         hdrs = [(b"Content-Type", ctype)]
         req = self.build(b"MESSAGE", to_uri, to_uri, self.new_call_id(), 1, hdrs, body)
