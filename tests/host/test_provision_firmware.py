@@ -41,6 +41,18 @@ def _board(tmp_path):
                     cwd=str(tmp_path / "fs"), link=str(tmp_path / "board.tty"))
 
 
+def _config_bytes(owner):
+    """A config as `sipling provision` makes it (fresh secrets), for a board set up directly."""
+    import argparse
+    from sipling_host import provision
+    ap = argparse.ArgumentParser()
+    provision.add_arguments(ap)
+    a = ap.parse_args(["--port", "x", "--aor", "sip:door@example.test", "--proxy", "127.0.0.1:%d" % PORTS["proxy"],
+                       "--owner", owner, "--port-c", str(PORTS["c"]), "--port-s", str(PORTS["s"]),
+                       "--mechanisms", "ipsec-man,digest", "--trace-sip"])
+    return provision.config_bytes(provision.build(a)[0])
+
+
 def _provision(port, bundles, *extra):
     return cli.main(["provision", "--port", port, "--aor", "sip:door@example.test",
                      "--proxy", "127.0.0.1:%d" % PORTS["proxy"], "--owner", "sip:alice@example.test",
@@ -55,7 +67,7 @@ def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):
     with _board(tmp_path) as b:
         b.wait_output(b"provision the board")        # main.py: no config, stays at the REPL
         b.wait_output(b">>> ")
-        assert _provision(b.path, tmp_path / "bundles") == 0
+        assert _provision(b.path, tmp_path / "bundles", "--timeout", "0.2") == 0
         out, err = capfd.readouterr()
         assert err == ""
         assert "config none (fresh board)" in out
@@ -87,11 +99,9 @@ def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):
 
 
 def test_key_rotation_on_the_running_firmware(tmp_path, capfd):
+    (tmp_path / "sipling.json").write_bytes(_config_bytes("sip:alice@example.test"))
     with _board(tmp_path) as b:
-        b.wait_output(b">>> ")
-        assert _provision(b.path, tmp_path / "b1") == 0
         first = (tmp_path / "sipling.json").read_bytes()
-        b.restart()
         b.wait_output(b" TRACE out udp ", timeout=10)   # the app runs and registers
         capfd.readouterr()
         mark = len(b.output)
@@ -108,23 +118,15 @@ def test_key_rotation_on_the_running_firmware(tmp_path, capfd):
         assert second != first
         assert "config sha256 %s..." % hashlib.sha256(first).hexdigest()[:16] in out
         assert devcfg.load(str(tmp_path / "sipling.json"))[1] == []
-        k1 = json.loads((tmp_path / "b1" / "door@example.test.json").read_text())
+        c1, c2 = json.loads(first), json.loads(second)
         k2 = json.loads((tmp_path / "b2" / "door@example.test.json").read_text())
-        assert k1["device"]["password"] != k2["device"]["password"]
-        assert k1["ipsec_man"]["ik"] != k2["ipsec_man"]["ik"]
+        assert c2["identity"]["password"] == k2["device"]["password"] != c1["identity"]["password"]
+        assert c2["ipsec_man"]["ik"] == k2["ipsec_man"]["ik"] != c1["ipsec_man"]["ik"]
         assert b.alive()
 
 
 def test_mpremote_copies_onto_the_running_firmware(tmp_path):
-    import argparse
-    from sipling_host import provision
-    ap = argparse.ArgumentParser()
-    provision.add_arguments(ap)
-    a = ap.parse_args(["--port", "x", "--aor", "sip:door@example.test", "--proxy", "127.0.0.1:%d" % PORTS["proxy"],
-                       "--owner", "sip:alice@example.test", "--port-c", str(PORTS["c"]),
-                       "--port-s", str(PORTS["s"]), "--mechanisms", "digest", "--trace-sip"])
-    cfg, _ = provision.build(a)
-    (tmp_path / "sipling.json").write_bytes(provision.config_bytes(cfg))
+    (tmp_path / "sipling.json").write_bytes(_config_bytes("sip:alice@example.test"))
     src = tmp_path / "extra.py"
     src.write_text("print('extra module', 6 * 7)\n")
     exe = os.path.join(os.path.dirname(sys.executable), "mpremote")
