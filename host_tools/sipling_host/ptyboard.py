@@ -67,9 +67,11 @@ def fast_argv(argv):
     if spec is None or not spec.origin:
         return argv
     py = head[2:].split(b"\n", 1)[0].strip().decode()
-    if not os.path.exists(py):
-        py = sys.executable
-    return [py, "-I", "-S", "-c", _LAUNCH, os.path.dirname(spec.origin), "micropython"] + list(argv[1:])
+    # only when the script belongs to this very environment (same bin directory): the
+    # extension found here must match the interpreter that runs it
+    if os.path.dirname(os.path.abspath(py)) != os.path.dirname(os.path.abspath(sys.executable)):
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _LAUNCH, os.path.dirname(spec.origin), "micropython"] + list(argv[1:])
 
 
 def _raw_isig(fd):
