@@ -344,6 +344,13 @@ def test_attacks_tamper_unprotected_and_replay(stack):
         mitm.replay_to_edge(mitm.to_edge[-1])
         assert stack.edge_proc.wait_for(r"edge\[gate@example\.test\]: drop \(replay\)", 5), \
             stack.edge_proc.lines[mark:]
+
+        # 5. SIGUSR1: one status line per device with its mechanism, SPIs and drops by reason
+        os.kill(stack.edge_proc.p.pid, signal.SIGUSR1)
+        line = stack.edge_proc.wait_for(r"status gate@example\.test: ", 5)
+        assert line and "active, registered" in line and "ealg=aes-cbc spi-c=" in line, line
+        assert "replay=1" in line and "verify-mismatch=1" in line, line
+        assert cfg["ipsec"]["ik"] not in line and cfg["ipsec"]["ck"] not in line
     finally:
         sim.send("quit")
         sim.wait_for("stopped", 5)
