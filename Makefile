@@ -25,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Debian packages for the interop tests (SIPp, tshark, Kamailio, baresip).
 apt:
-	@missing=""; for b in $(APT_BINS); do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in $(APT_BINS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "setup: installing $(APT_PKGS) with apt-get"; \
@@ -36,6 +36,7 @@ apt:
 
 lint: $(STAMP)
 	$(PY) tests/lint_firmware.py firmware
+	$(PY) -m sipling_host.mipgen --check
 
 # Firmware tests: the same files on CPython (pytest) and on the MicroPython unix port.
 test-fw: $(STAMP)
