@@ -4,6 +4,8 @@
 #                                                    commands, and the smallest -X heapsize
 #                                                    (KiB) that runs the whole workload
 #   micropython -X heapsize=48K bench_app.py run  -> the workload alone (exit 0 = it fitted)
+#   micropython bench_app.py data 24              -> code loaded, then only 24 KiB of heap left
+#                                                    free for the app's data (frozen code case)
 # Each command is a MESSAGE from the owner through the (scripted) proxy: the device answers
 # 200, runs the command and sends the result as a new MESSAGE, which the proxy answers 200.
 import gc
@@ -13,7 +15,7 @@ COMMANDS = 1000
 WARMUP = 100
 
 
-def workload(report):
+def workload(report, leave_kib=None):
     gc.collect()
     m0 = gc.mem_alloc()
     from sipling import config
@@ -25,6 +27,29 @@ def workload(report):
     from sipling.control import commands  # noqa: F401
     gc.collect()
     code = gc.mem_alloc() - m0
+    blocker = None
+    if leave_kib is not None:
+        # code is in place (as frozen code in flash would be); fence off the rest of the
+        # heap so that only leave_kib KiB are free for the app's own data from here on
+        # (fill every hole, then give back leave_kib KiB of the 1 KiB blocks taken last,
+        # which the allocator placed next to each other)
+        blocker = [None] * 4096
+        big = [0] * 4096
+        nb = 0
+        n = 0
+        for size in (1024, 16):
+            while n < len(blocker):
+                try:
+                    blocker[n] = bytearray(size)
+                except MemoryError:
+                    break
+                if size == 1024:
+                    big[nb] = n
+                    nb += 1
+                n += 1
+        for k in range(nb - leave_kib, nb):  # no slice or append: the heap is full here
+            blocker[big[k]] = None
+        gc.collect()
 
     cfg, problems = config.validate({
         "version": 1, "board": "sim",
@@ -94,28 +119,38 @@ def workload(report):
     assert app.board.values["relay"] is False
     if report:
         return code, warm - m0 - code, end - m0 - code
+    del blocker
     return None
 
 
-def smallest_heap():
+def _bisect(lo, hi, cmd):
+    # smallest value in (lo, hi] for which cmd % value exits 0; None if hi fails
     import os
-    exe = sys.executable
-    me = __file__
-    lo, hi = 16, 512  # KiB: lo fails (assumed), hi must work
-    if os.system("%s -X heapsize=%dK %s run >/dev/null 2>&1" % (exe, hi, me)) != 0:
+    if os.system(cmd % hi) != 0:
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if os.system("%s -X heapsize=%dK %s run >/dev/null 2>&1" % (exe, mid, me)) == 0:
+        if os.system(cmd % mid) == 0:
             hi = mid
         else:
             lo = mid
     return hi
 
 
+def smallest_heap():
+    return _bisect(16, 512, "%s -X heapsize=%%dK %s run >/dev/null 2>&1" % (sys.executable, __file__))
+
+
+def smallest_data():
+    return _bisect(1, 128, "%s -X heapsize=512K %s data %%d >/dev/null 2>&1" % (sys.executable, __file__))
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "run":
         workload(False)
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "data":
+        workload(False, int(sys.argv[2]))
         return
     code, warm, end = workload(True)
     print("device app, %d commands (digest sec-agree, scripted proxy), 64-bit unix port" % COMMANDS)
@@ -123,8 +158,13 @@ def main():
     print("  live data after %4d commands (app state, caches):               %6d bytes" % (WARMUP, warm))
     print("  live data after %4d commands:                                   %6d bytes" % (COMMANDS, end))
     print("  growth after warm-up:                                            %6d bytes" % (end - warm))
+    d = smallest_data()
+    print("  smallest heap left free after the code is loaded that serves all %d (the board's case,"
+          % COMMANDS)
+    print("  code frozen in flash): %s" % (("%d KiB (goal 48, limit 64)" % d) if d else "over 128 KiB"))
     k = smallest_heap()
-    print("  smallest -X heapsize serving all %d (code in heap):  %s" % (COMMANDS, ("%d KiB (goal 48, limit 64)" % k) if k else "over 512 KiB"))
+    print("  smallest -X heapsize with the code loaded into the heap too: %s"
+          % (("%d KiB" % k) if k else "over 512 KiB"))
 
 
 main()
