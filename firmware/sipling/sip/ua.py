@@ -27,6 +27,8 @@ _MIN_REFRESH_MS = const(5000)
 _SEEN_MAX = const(8)          # server-side responses kept for retransmitted requests
 MAX_TX = const(12)           # client transactions in flight (replies, events, register)
 ALLOW = b"MESSAGE, OPTIONS"
+_ALLOW_HDRS = ((b"Allow", ALLOW),)
+_OPTIONS_HDRS = ((b"Allow", ALLOW), (b"Accept", b"text/plain, application/json"), (b"Supported", b"sec-agree"))
 
 
 class UA(uac.Client):
@@ -49,7 +51,7 @@ class UA(uac.Client):
         self.t_refresh = None
         self.t_keepalive = None
         self.t_backoff = None
-        self.seen = []            # [(key, response bytes, dst, expiry)]
+        self.seen = []            # [(key, status, reason, headers, expiry)]: answers rebuilt on demand
         self.on_state = None      # callback(state_name, detail)
         self.counters = {"ignored_unprotected": 0, "forbidden": 0, "commands": 0,
                          "retransmissions_absorbed": 0, "bad_requests": 0, "registrations": 0}
@@ -209,7 +211,7 @@ class UA(uac.Client):
     def get_timer(self):
         ts = [t for t in (self.t_refresh, self.t_keepalive, self.t_backoff, self.tx_timer()) if t is not None]
         for s in self.seen:
-            ts.append(s[3])
+            ts.append(s[4])
         return min(ts) if ts else None
 
     def handle_timer(self, now):
@@ -227,7 +229,7 @@ class UA(uac.Client):
             self.t_keepalive = None
             if self.state == REGISTERED:
                 self._keepalive(now)
-        self.seen = [s for s in self.seen if s[3] > now]
+        self.seen = [s for s in self.seen if s[4] > now]
 
     # --- incoming ---------------------------------------------------------------------------
     def receive(self, data, src, protected, now):
@@ -269,7 +271,7 @@ class UA(uac.Client):
         for s in self.seen:
             if s[0] == key:  # RFC 3261 17.2.2: absorb the retransmission, resend the answer
                 self.counters["retransmissions_absorbed"] += 1
-                self.send(s[1], s[2])
+                self._reply(req, src, s[1], s[2], s[3])
                 return
         if m == b"MESSAGE":
             ok, who = self.control.authorize(req, True)
@@ -285,18 +287,20 @@ class UA(uac.Client):
             self.send_message(to, body, ctype, now)
             return
         if m == b"OPTIONS":  # RFC 3261 11.2
-            return self._answer(req, key, src, now, 200, b"OK",
-                                [(b"Allow", ALLOW), (b"Accept", b"text/plain, application/json"),
-                                 (b"Supported", b"sec-agree")])
-        self._answer(req, key, src, now, 405, b"Method Not Allowed", [(b"Allow", ALLOW)])
+            return self._answer(req, key, src, now, 200, b"OK", _OPTIONS_HDRS)
+        self._answer(req, key, src, now, 405, b"Method Not Allowed", _ALLOW_HDRS)
+
+    def _reply(self, req, src, status, reason, hdrs):
+        # RFC 3261 18.2.2: responses go to the Via's received/rport, i.e. where it came from.
+        # Deterministic: a retransmitted request gets the same bytes again.
+        self.send(message.response(req, status, reason, hdrs, to_tag=self.tag_for(req)).serialize(), src)
 
     def _answer(self, req, key, src, now, status, reason, hdrs=()):
-        # RFC 3261 18.2.2: responses go to the Via's received/rport, i.e. where it came from
-        resp = message.response(req, status, reason, hdrs, to_tag=self.tag_for(req)).serialize()
-        self.send(resp, src)
+        self._reply(req, src, status, reason, hdrs)
+        # keep only what rebuilds the answer (no response bytes pinned in the heap)
         if len(self.seen) >= _SEEN_MAX:
             self.seen.pop(0)
-        self.seen.append((key, resp, src, now + 64 * self.t1))  # Timer J
+        self.seen.append((key, status, reason, hdrs, now + 64 * self.t1))  # Timer J
 
     # --- outgoing MESSAGE (RFC 3428) --------------------------------------------------------
     def send_message(self, to_uri, body, ctype, now, done=None):
