@@ -25,14 +25,14 @@ _BACKOFF_FIRST_MS = const(1000)
 _BACKOFF_MAX_MS = const(300000)
 _MIN_REFRESH_MS = const(5000)
 _SEEN_MAX = const(8)          # server-side responses kept for retransmitted requests
-MAX_TX = const(12)           # client transactions in flight (replies, events, register)
+MAX_TX = const(12)            # client transactions in flight (replies, events, register)
 ALLOW = b"MESSAGE, OPTIONS"
 _ALLOW_HDRS = ((b"Allow", ALLOW),)
 _OPTIONS_HDRS = ((b"Allow", ALLOW), (b"Accept", b"text/plain, application/json"), (b"Supported", b"sec-agree"))
 
 
 class UA(uac.Client):
-    """cfg: validated config dict; agreement: sec-agree client object (see secagree_adapter);
+    """cfg: validated config dict; agreement: uac.SecAgree (RFC 3329 client + digest glue);
     control: object with authorize(msg, trusted) -> (ok, who) and run(msg) -> (body, ctype,
     summary); rand(n) -> n random bytes; log(level, msg)."""
 
