@@ -108,8 +108,9 @@ def main():
                           % (cfg["local"]["host"], cfg["local"]["port_c"], cfg["local"]["port_s"], e)])
         app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000,
                   on_agreed=hooks[0], on_drop=hooks[1])
-        if ip:
+        if ip:  # the board's DHCP address: Via/Contact, and the ESP inner checksum's source
             app.ua.local_ip = ip
+            transport.local = ip
         state["app"] = app
         state["reload"] = False
         con = loop.Console(app, prov)
