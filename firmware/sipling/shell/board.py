@@ -30,12 +30,21 @@ def load_desc(path):
     return d
 
 
+def _has_machine():
+    try:
+        import machine
+    except ImportError:
+        return False
+    return hasattr(machine, "Pin")  # the unix port's machine module has no pins
+
+
 class Board:
     def __init__(self, desc, simulated=None):
         self.name = desc.get("name", "?")
         self.caps = desc["capabilities"]
         if simulated is None:
-            simulated = desc.get("chip") == "unix"
+            # the unix port has no machine module: any board description runs in memory there
+            simulated = desc.get("chip") == "unix" or not _has_machine()
         self.simulated = simulated
         self.values = {}
         self.pins = {}
