@@ -354,3 +354,33 @@ def test_wrong_config_also_refused_by_the_board_itself(tmp_path):
     assert "Traceback" not in r.stdout + r.stderr
     assert r.stdout.splitlines()[0] == "sipling: %s: version: must be 1, got 2" % p
     assert all(ln.startswith("sipling: %s: " % p) for ln in r.stdout.splitlines())
+
+
+def test_unknown_board_and_check_only(tmp_path):
+    p = tmp_path / "dev.json"
+    p.write_text('{"version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test", "password": "x"},'
+                 ' "proxy": {"host": "127.0.0.1"}, "owners": ["sip:alice@example.test"]}')
+    r = subprocess.run([sys.executable, "-m", "sipling_host", "sim", "--config", str(p), "--board", "nosuch"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    boards = sorted(n for n in os.listdir(os.path.join(ROOT, "boards"))
+                    if os.path.isfile(os.path.join(ROOT, "boards", n, "board.json")))
+    assert r.stderr.strip() == "sipling: no board named nosuch; choose one of %s" % ", ".join(boards)
+    r = subprocess.run([sys.executable, "-m", "sipling_host", "sim", "--config", str(p), "--check"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "sipling: %s is valid" % p
+
+
+def test_esp32_board_description_runs_in_memory_on_the_sim(tmp_path):
+    p = tmp_path / "dev.json"
+    port = free_port(3)
+    p.write_text('{"version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test", "password": "x"},'
+                 ' "proxy": {"host": "127.0.0.1", "port": %d}, "local": {"port_c": %d, "port_s": %d},'
+                 ' "owners": ["sip:alice@example.test"]}' % (port, port + 1, port + 2))
+    r = subprocess.run([sys.executable, "-m", "sipling_host", "sim", "--config", str(p), "--board", "esp32-generic"],
+                       input="press button\nstatus\nquit\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "local.host 0.0.0.0 -> 127.0.0.1" in r.stderr  # loopback only by default
+    assert "INFO app: board esp32-generic" in r.stdout
+    assert "ok pressed button" in r.stdout
+    assert "INFO event: event button pressed -> 1 owner(s)" in r.stdout
