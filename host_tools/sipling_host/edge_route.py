@@ -105,7 +105,8 @@ class Router:
         if not routes:
             return None
         _, u, _ = urimod.parse_name_addr(routes[0])
-        if u.host.decode("latin-1") != self.cfg.host or (u.port or 5060) != self.cfg.inner_port:
+        # a Route that is not a sip/sips URI (tel:, absolute URI) has no host: not ours
+        if u.host is None or u.host.decode("latin-1") != self.cfg.host or (u.port or 5060) != self.cfg.inner_port:
             return None
         rest = routes[1:]
         msg.remove("Route")
