@@ -10,15 +10,10 @@
 # section 7.3.1), so security-server is every line's value in order, joined with ",",
 # LWS folded. Worked example: tests/vectors/secagree/README.md.
 
-import hashlib
-import binascii
+from sipling.sip import digest as _dg
+from sipling.sip.digest import DigestError
 
 _LWS = b" \t\r\n"
-
-
-class DigestError(ValueError):
-    def __init__(self, msg):
-        super().__init__(msg)
 
 
 def fold_lws(b):
@@ -41,13 +36,9 @@ def security_server_value(lines):
     return fold_lws(b",".join(bytes(x).strip(_LWS) for x in lines))
 
 
-def _hex(h):
-    return binascii.hexlify(h.digest())
-
-
 def H(data):
-    """RFC 2617 3.2.1 H() for MD5 and MD5-sess: lower-case hex of MD5."""
-    return _hex(hashlib.md5(data))
+    """RFC 2617 3.2.1 H() for MD5 and MD5-sess (d-alg's default): lower-case hex of MD5."""
+    return _dg.H(b"MD5", data)
 
 
 def _b(x):
@@ -58,35 +49,28 @@ def _b(x):
 
 def request_digest(algorithm, username, realm, password, nonce, method, uri, qop=None,
                    cnonce=None, nc=None, body=b"", security_server=None):
-    """RFC 2617 3.2.2.1 request-digest (32 lower-case hex bytes). With `security_server`
-    (the folded field value) it is RFC 3329 2.2 d-ver."""
-    alg = _b(algorithm or b"MD5").lower()
-    if alg not in (b"md5", b"md5-sess"):
-        raise DigestError("unsupported digest algorithm " + alg.decode())
+    """RFC 2617 3.2.2.1 request-digest (lower-case hex bytes), computed with sip.digest's
+    H/KD/A1 (MD5, SHA-256 and their -sess forms). With `security_server` (the folded field
+    value) appended to A2 it is RFC 3329 2.2 d-ver."""
+    alg = _dg.canonical_alg(_b(algorithm or b"MD5"))
+    if alg is None:
+        raise DigestError("unsupported digest algorithm " + _b(algorithm).lower().decode())
     qop = _b(qop).lower() if qop else None
     if qop not in (None, b"auth", b"auth-int"):
         raise DigestError("unsupported qop " + qop.decode())
     if qop and (not cnonce or not nc):
         raise DigestError("qop needs cnonce and nc")
-    ha1 = H(b":".join((_b(username), _b(realm), _b(password))))
-    if alg == b"md5-sess":
-        # RFC 2617 3.2.2.2: A1 = H(unq(username-value) ":" unq(realm-value) ":" passwd)
-        #                        ":" unq(nonce-value) ":" unq(cnonce-value)
-        if not cnonce:
-            raise DigestError("MD5-sess needs cnonce")
-        ha1 = H(b":".join((ha1, _b(nonce), _b(cnonce))))
+    if alg.lower().endswith(b"-sess") and not cnonce:
+        raise DigestError(alg.decode() + " needs cnonce")
+    h1 = _dg.ha1(alg, _b(username), _b(realm), _b(password), _b(nonce), _b(cnonce))
     a2 = [_b(method), _b(uri)]
     if qop == b"auth-int":
-        a2.append(H(_b(body)))
+        a2.append(_dg.H(alg, _b(body)))
     if security_server is not None:
         a2.append(_b(security_server))
-    ha2 = H(b":".join(a2))
-    if qop:
-        data = b":".join((_b(nonce), _b(nc), _b(cnonce), qop, ha2))
-    else:
-        data = b":".join((_b(nonce), ha2))
-    # KD(secret, data) = H(concat(secret, ":", data))
-    return H(b":".join((ha1, data)))
+    h2 = _dg.H(alg, b":".join(a2))
+    return _dg.response_digest(alg, h1, _b(nonce), _b(nc) if qop else None,
+                               _b(cnonce) if qop else None, qop, h2)
 
 
 def d_ver(server_lines, algorithm, username, realm, password, nonce, method, uri, qop=None,
