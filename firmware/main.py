@@ -49,21 +49,6 @@ def _load(cfg_path, board_path):
         return _fail([str(e)])
 
 
-def _provisioner(cfg_path, reload):
-    # the console also carries `sipling provision` frames (length, CRC, ack; atomic commit)
-    try:
-        from sipling.provision.device import Provisioner
-        from sipling.provision.store import Store
-        from sipling.shell import fs
-    except ImportError:
-        return None
-    st = Store(fs, cfg_path)
-    note = st.recover()  # a transfer cut at any byte leaves the old config whole
-    if note:
-        print("sipling: " + note)
-    return Provisioner(st, on_commit=lambda name: reload(), fw="sipling")
-
-
 def main():
     cfg_path = _env("SIPLING_CONFIG", CONFIG)
     board_path = _env("SIPLING_BOARD", BOARD)
@@ -76,7 +61,16 @@ def main():
             log.info("app", "new config committed: de-registering to restart with it")
             a.stop(clock.now_ms())
 
-    prov = _provisioner(cfg_path, reload)
+    def on_line(line):
+        a = state["app"]
+        return a.console(line, clock.now_ms()) if a is not None else None
+
+    # the console carries typed lines and `sipling provision` frames (length, CRC, ack;
+    # atomic commit); boot recovery: a transfer cut at any byte leaves the old config whole
+    from sipling.shell import console
+    con = console.app_console(on_line, lambda name: reload(), cfg_path)
+    if con.boot_note:
+        print("sipling: " + con.boot_note)
     loaded = _load(cfg_path, board_path)
     if loaded is None:
         return
@@ -113,7 +107,6 @@ def main():
             transport.local = ip
         state["app"] = app
         state["reload"] = False
-        con = loop.Console(app, prov)
         loop.run(app, transport, con)
         state["app"] = None
         if not state["reload"]:

@@ -54,6 +54,15 @@ def test_lines_go_to_the_app_and_replies_come_back():
     assert out.data() == b"ok status\nok relay on\nerror: bad arg\n"
 
 
+def test_a_line_that_is_not_text_gets_an_error_reply():
+    seen = []
+    out = Out()
+    con = console.Console(lambda line: seen.append(line) or "ok", None, inp=object(), out=out)
+    con.feed(b"st\xffatus\nstatus\n")
+    assert seen == ["status"]
+    assert out.data() == b"error console lines are text\nok\n"
+
+
 def test_frames_go_to_the_provisioner_and_are_not_echoed():
     d = _tmp()
     st = Store(realfs, d + "/sipling.json")

@@ -114,10 +114,10 @@ class Console:
             return
         try:
             line = body.decode()
-        except Exception:
-            return
+        except UnicodeError:
+            line = None
         try:
-            r = self.on_line(line)
+            r = self.on_line(line) if line is not None else "error console lines are text"
         except Exception as e:
             r = "error: %s" % e
         if r:

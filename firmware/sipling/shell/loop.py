@@ -1,7 +1,6 @@
 # The pump (DESIGN.md 3): read sockets and the console, feed the app, send what it returns,
 # sleep in poll() until the next timer. One select.poll over every socket and stdin.
 import select
-import sys
 
 from sipling import log
 from sipling.shell import clock, net
@@ -53,58 +52,6 @@ class PlainTransport:
             s.close()
 
 
-class Console:
-    """The console as bytes (stdin here, the UART on the board): provisioning frames go to
-    the provisioner (sipling.provision.device), typed lines to app.console(); replies and
-    log lines share stdout. Frame bytes are never echoed or logged."""
-
-    def __init__(self, app, provisioner=None):
-        from sipling.provision import frame
-        self.app = app
-        self.prov = provisioner
-        self.split = frame.Splitter()
-        self.inp = getattr(sys.stdin, "buffer", sys.stdin)
-        self.out = getattr(sys.stdout, "buffer", sys.stdout)
-        self.poll = select.poll()
-        self.poll.register(self.inp, select.POLLIN)
-
-    def write(self, b):
-        if isinstance(b, str):
-            b = b.encode()
-        try:
-            self.out.write(b)
-        except TypeError:
-            self.out.write(b.decode())
-
-    def read(self, now):
-        """Drain what is waiting; False at end of input."""
-        chunk = []
-        while len(chunk) < 512:
-            c = self.inp.read(1)
-            if not c:
-                if not chunk:
-                    return False
-                break
-            chunk.append(c if isinstance(c, bytes) else c.encode())
-            ev = self.poll.poll(0)
-            if not ev or not (ev[0][1] & select.POLLIN):
-                break
-        for kind, body in self.split.feed(b"".join(chunk)):
-            if kind == "frame":
-                if self.prov is not None:
-                    r = self.prov.handle_frame(body)
-                    if r:
-                        self.write(r)
-            else:
-                try:
-                    reply = self.app.console(body.decode(), now)
-                except UnicodeError:
-                    reply = "error console lines are text"
-                if reply:
-                    self.write(reply + "\n")
-        return True
-
-
 def _guard(what, fn, *args):
     # one bad datagram or bug must not take the board down: log it, keep serving
     try:
@@ -122,7 +69,8 @@ def _flush(app, transport):
 
 
 def run(app, transport, console=None):
-    """Pump until the app has stopped. console: a Console (or None). Returns 0."""
+    """Pump until the app has stopped. console: a sipling.shell.console.Console (typed lines
+    to the app, provisioning frames to its provisioner) or None. Returns 0."""
     p = select.poll()
     socks = {}
     for s in transport.socks():
@@ -161,7 +109,7 @@ def run(app, transport, console=None):
             for obj, ev in ready:
                 now = clock.now_ms()
                 if con_in is not None and obj is con_in:
-                    if _guard("console", console.read, now) is False:
+                    if _guard("console", console.pump) is False:
                         p.unregister(con_in)  # end of input (closed pipe): keep serving
                         con_in = None
                     _flush(app, transport)
