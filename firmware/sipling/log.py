@@ -23,13 +23,13 @@ _BY_NAME = {"debug": DEBUG, "info": INFO, "warn": WARN, "warning": WARN, "error"
 # `=`, `:` or `":`), and the length of a bare hex run that is treated as key material.
 _SECRET_FIELDS = ("password", "passwd", "secret", "key", "ik", "ck", "psk")
 _HEX_RUN = const(32)
-_RING = const(32)
 
 _sink = None
 _clock = None
 _level = INFO
 _trace = True
 _ring = []
+_ring_n = 8  # lines kept for recent(); set_ring(n)
 
 
 def set_sink(write_fn):
@@ -65,6 +65,15 @@ def enabled(level):
     return level >= _level
 
 
+def set_ring(n):
+    """Keep the last n lines for recent() (default 8; 0 keeps none). Each kept line costs
+    heap (about 130 bytes on a 64-bit port), so a board keeps few."""
+    global _ring_n
+    _ring_n = n if n > 0 else 0
+    while len(_ring) > _ring_n:
+        _ring.pop(0)
+
+
 def recent():
     """The last few lines written (newest last), for a `log` console command."""
     return list(_ring)
@@ -80,9 +89,10 @@ def _now():
 
 
 def _emit(line):
-    if len(_ring) >= _RING:
-        _ring.pop(0)
-    _ring.append(line)
+    if _ring_n:
+        if len(_ring) >= _ring_n:
+            _ring.pop(0)
+        _ring.append(line)
     if _sink is not None:
         try:
             _sink(line)

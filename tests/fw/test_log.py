@@ -107,9 +107,22 @@ def test_recent_ring_and_failing_sink():
     for i in range(40):
         log.info("m", "n%d" % i)
     r = log.recent()
+    assert len(r) == 8                         # the default ring
+    assert r[0].endswith("m: n32\n") and r[-1].endswith("m: n39\n")
+    log.set_ring(3)                            # shrinking keeps the newest
+    assert [x[-4:] for x in log.recent()] == ["n37\n", "n38\n", "n39\n"]
+    log.set_ring(32)
+    for i in range(40):
+        log.info("m", "k%d" % i)
+    r = log.recent()
+    log.set_ring(0)                            # none kept
+    log.info("m", "gone")
+    none = log.recent()
+    log.set_ring(8)
     _reset()
     assert len(r) == 32
-    assert r[-1].endswith("m: n39\n")
+    assert r[0].endswith("m: k8\n") and r[-1].endswith("m: k39\n")
+    assert none == []
 
 
 def test_redact_repeated_and_mixed():
