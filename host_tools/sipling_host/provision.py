@@ -7,6 +7,7 @@ back and compared. Keys are generated here with ``os.urandom`` and never printed
 bundle for ``sipling edge`` is written only after the board confirmed the fingerprint,
 mode 0600, one file per device.
 """
+import argparse
 import base64
 import hashlib
 import json
@@ -217,8 +218,10 @@ def _aor_parts(aor):
     return user, domain
 
 
-def build(args):
-    """(config dict for the board, bundle dict for the proxy side), all secrets fresh."""
+def build(args, wifi=None):
+    """(config dict for the board, bundle dict for the proxy side), all secrets fresh.
+
+    wifi: {"ssid", "password"} for the board's config (never in the bundle), or None."""
     user, domain = _aor_parts(args.aor)
     phost, pport = _hostport(args.proxy, 5060)
     mechs = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
@@ -251,6 +254,8 @@ def build(args):
         "register": {"expires": args.expires, "keepalive": args.keepalive},
         "log": {"level": args.log_level, "trace_sip": bool(args.trace_sip)},
     }
+    if wifi is not None:
+        cfg["wifi"] = {"ssid": wifi["ssid"], "password": wifi["password"]}
     bundle = {
         "version": 1,
         "device": {"aor": args.aor, "auth_user": user, "password": password,
@@ -264,6 +269,61 @@ def build(args):
         "owners": cfg["owners"],
     }
     return cfg, bundle
+
+
+def _read_secret_file(path):
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except OSError as e:
+        raise UserError("--wifi-password-file %s: %s; give a readable file holding only the password"
+                        % (path, e.strerror or e)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeError:
+        raise UserError("--wifi-password-file %s is not UTF-8 text" % path) from None
+    return text.rstrip("\r\n")        # one line; a trailing newline is not part of it
+
+
+def wifi_settings(args, environ=None, tty=None, ask=None):
+    """{"ssid", "password"} for the config, or None (a simulated board without --wifi-ssid).
+
+    The password comes from --wifi-password-file, else $SIPLING_WIFI_PASSWORD, else a prompt
+    without echo when stdin is a terminal; never from the command line, never printed.
+    A real board (--board other than sim) cannot join a network without them: UserError."""
+    environ = os.environ if environ is None else environ
+    tty = sys.stdin.isatty() if tty is None else tty
+    ssid = args.wifi_ssid
+    real = args.board != "sim"
+    if ssid is None:
+        if real:
+            raise UserError("board %s joins Wi-Fi: give --wifi-ssid NAME and the password in "
+                            "--wifi-password-file FILE or $SIPLING_WIFI_PASSWORD" % args.board)
+        if args.wifi_password_file:
+            raise UserError("--wifi-password-file needs --wifi-ssid NAME")
+        return None
+    if not ssid or len(ssid.encode()) > 32:
+        raise UserError("--wifi-ssid must be 1 to 32 bytes long (got %d)" % len(ssid.encode()))
+    if args.wifi_password_file:
+        pw = _read_secret_file(args.wifi_password_file)
+    elif "SIPLING_WIFI_PASSWORD" in environ:
+        pw = environ["SIPLING_WIFI_PASSWORD"]
+    elif tty:
+        if ask is None:
+            import getpass
+            ask = getpass.getpass
+        pw = ask("Wi-Fi password for %s (empty for an open network): " % ssid)
+    elif real:
+        raise UserError("no Wi-Fi password for %s: put it in a file (--wifi-password-file FILE) or in "
+                        "$SIPLING_WIFI_PASSWORD (empty for an open network)" % ssid)
+    else:
+        pw = ""
+    # WPA2-PSK: a passphrase of 8..63 characters or 64 hex digits (IEEE 802.11i H.4)
+    n = len(pw)
+    if n and not (8 <= n <= 63 or (n == 64 and all(c in "0123456789abcdefABCDEF" for c in pw))):
+        raise UserError("the Wi-Fi password for %s has %d characters; WPA2 wants 8 to 63 (or 64 hex digits)"
+                        % (ssid, n))
+    return {"ssid": ssid, "password": pw}
 
 
 def check(cfg):
@@ -298,7 +358,16 @@ def write_bundle(directory, bundle):
 
 # --- the command -----------------------------------------------------------------------
 
+class _RefusePassword(argparse.Action):
+    """--wifi-password VALUE: refused without echoing VALUE (shell history, ps)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("a password on the command line ends up in shell history and ps; use "
+                     "--wifi-password-file FILE or $SIPLING_WIFI_PASSWORD, or let it ask")
+
+
 def add_arguments(p):
+    p.allow_abbrev = False   # no --wifi-password as an abbreviation of --wifi-password-file
     p.add_argument("--port", required=True, help="serial port of the board (/dev/ttyUSB0, a pty path)")
     p.add_argument("--aor", required=True, help="device address of record, sip:door@example.test")
     p.add_argument("--proxy", required=True, help="home proxy host[:port] (default port 5060)")
@@ -308,6 +377,12 @@ def add_arguments(p):
                    help="sec-agree mechanisms, comma separated (default %(default)s)")
     p.add_argument("--require-ipsec", action="store_true", help="refuse digest-only protection")
     p.add_argument("--board", default="sim", help="board name stored in the config (default sim)")
+    p.add_argument("--wifi-ssid", metavar="SSID",
+                   help="Wi-Fi network the board joins (required for a real board)")
+    p.add_argument("--wifi-password-file", metavar="FILE",
+                   help="file holding the Wi-Fi password (else $SIPLING_WIFI_PASSWORD, else asked "
+                        "without echo); never given on the command line")
+    p.add_argument("--wifi-password", action=_RefusePassword, help=argparse.SUPPRESS)
     p.add_argument("--display", help="display name (default: the AOR user)")
     p.add_argument("--local", default="127.0.0.1", help="device address for SIP (default %(default)s)")
     p.add_argument("--port-c", type=int, default=5062, help="device protected client port")
@@ -335,7 +410,7 @@ def add_arguments(p):
 def run(args):
     if not args.owner:
         raise UserError("give at least one --owner sip:you@domain (who may control the board)")
-    cfg, bundle = build(args)
+    cfg, bundle = build(args, wifi_settings(args))
     check(cfg)
     data = config_bytes(cfg)
     ser = open_port(args.port, args.baud, timeout=0.05)
