@@ -2,7 +2,8 @@
 # Paths are relative to the current directory: "/" on the board; the simulated board's
 # directory on the unix port (`sipling sim` may point SIPLING_CONFIG / SIPLING_BOARD elsewhere).
 # A config problem prints one line each and exits 2 on the unix port, never a traceback; on
-# the board it stays at the REPL so `sipling provision` can fix it. A config committed by
+# the board it stays at the REPL so `sipling provision` can fix it. No config at all (a fresh
+# board) waits for `sipling provision` on the console and starts the app after the commit. A config committed by
 # `sipling provision` while the app runs (key rotation) de-registers and restarts the app.
 import os
 import sys
@@ -63,7 +64,9 @@ def main():
 
     def on_line(line):
         a = state["app"]
-        return a.console(line, clock.now_ms()) if a is not None else None
+        if a is None:
+            return "no config yet: run `sipling provision --port <this board's port>` (^C: REPL)"
+        return a.console(line, clock.now_ms())
 
     # the console carries typed lines and `sipling provision` frames (length, CRC, ack;
     # atomic commit); boot recovery: a transfer cut at any byte leaves the old config whole
@@ -71,6 +74,8 @@ def main():
     con = console.app_console(on_line, lambda name: reload(), cfg_path)
     if con.boot_note:
         print("sipling: " + con.boot_note)
+    if _missing(cfg_path) and not _await_config(con, cfg_path, state):
+        return
     loaded = _load(cfg_path, board_path)
     if loaded is None:
         return
@@ -129,6 +134,35 @@ def _load_quiet(cfg_path, board_path):
     except _board.BoardError as e:
         log.error("config", str(e))
         return None
+
+
+def _missing(path):
+    try:
+        os.stat(path)
+        return False
+    except OSError:
+        return True
+
+
+def _await_config(con, cfg_path, state):
+    """A fresh board (no config file; an invalid one is refused instead): serve the console
+    until `sipling provision` has committed one and finished reading it back (1 s without a
+    byte after the commit). False on ^C or end of input."""
+    import select
+    print("sipling: no config (%s): waiting for `sipling provision` on this console" % cfg_path)
+    p = select.poll()
+    p.register(con.inp, select.POLLIN)
+    last = clock.now_ms()
+    try:
+        while not (state["reload"] and clock.now_ms() - last >= 1000 and not _missing(cfg_path)):
+            if p.poll(200):
+                if not con.pump():
+                    return False
+                last = clock.now_ms()
+    except KeyboardInterrupt:
+        return False
+    print("sipling: config committed: starting")
+    return True
 
 
 main()

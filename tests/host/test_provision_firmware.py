@@ -65,12 +65,14 @@ def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):
         pytest.skip("tshark not installed (apt-get install tshark)")
     cfgfile = tmp_path / "sipling.json"
     with _board(tmp_path) as b:
-        b.wait_output(b"provision the board")        # main.py: no config, stays at the REPL
-        b.wait_output(b">>> ")
+        # main.py: no config file, waits for `sipling provision` on its console (no REPL detour)
+        b.wait_output(b"waiting for `sipling provision`")
         assert _provision(b.path, tmp_path / "bundles", "--timeout", "0.2") == 0
         out, err = capfd.readouterr()
         assert err == ""
-        assert "config none (fresh board)" in out
+        assert "config none (fresh board)" in out and "no app answering" not in out
+        b.wait_output(b"config committed: starting")  # the app starts by itself after the commit
+        b.wait_output(b" TRACE out udp ", timeout=10)
         raw = cfgfile.read_bytes()
         cfg, problems = devcfg.load(str(cfgfile))   # the firmware's own validator
         assert problems == []
@@ -82,9 +84,8 @@ def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):
         proc = subprocess.Popen([sys.executable, "-m", "sipling_host", "logs", "--port", b.path,
                                  "--pcap", str(pcap), "--out", str(logf), "--color", "never"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        b.wait_output(b">>> ", start=b.output.rfind(b"\x04>"))
-        _until(lambda: b.send(b"print('ready', 6*7)\r") or "ready 42" in _text(logf))
-        b.restart()                                   # boots with the new config
+        _until(lambda: b.send(b"status\r") or "status:" in _text(logf))   # logs is attached
+        b.restart()                                   # boots again with the provisioned config
         _until(lambda: " TRACE -> " in _text(logf))
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
