@@ -4,6 +4,10 @@ The config is validated here first with the firmware's own validator, so a mista
 one line per problem and exits 1 before anything starts. The board's console is this
 terminal (stdin/stdout): type `status`, `press button`, `set temperature 31.5`, `quit`.
 It binds only to loopback unless --public is given.
+
+With --fs DIR the board keeps its files in DIR across runs, as a real board keeps them in
+flash (config, board.json, ipsec-man sequence marks); a board without a config there waits
+for `sipling provision` on its console (--pty), as a freshly flashed board does.
 """
 import json
 import os
@@ -22,12 +26,19 @@ BOARDS = os.path.join(ROOT, "boards")
 
 
 def add_arguments(p):
-    p.add_argument("--config", required=True, metavar="FILE", help="device config JSON (docs/config.md)")
+    p.add_argument("--config", metavar="FILE",
+                   help="device config JSON (docs/config.md); with --fs it is written into DIR, "
+                        "replacing the board's config (optional with --fs)")
+    p.add_argument("--fs", metavar="DIR",
+                   help="the board's filesystem: a directory kept across runs (created if missing); "
+                        "without a config in it the board waits for `sipling provision`")
     p.add_argument("--board", default=None, metavar="NAME",
                    help="board description boards/NAME/board.json (default: the config's \"board\")")
     p.add_argument("--public", action="store_true",
                    help="allow binding to a non-loopback local.host (default: loopback only)")
-    p.add_argument("--pty", action="store_true", help="expose the console as a pty (for sipling logs/provision)")
+    p.add_argument("--pty", nargs="?", const=True, default=False, metavar="LINK",
+                   help="console on a pty (for sipling logs/provision, mpremote) reachable as the "
+                        "symlink LINK (default: DIR.tty with --fs, else a temporary path)")
     p.add_argument("--micropython", default=None, metavar="PATH", help="MicroPython unix port binary")
     p.add_argument("--check", action="store_true", help="only validate the config and exit")
 
@@ -63,21 +74,38 @@ def check_config(path):
 
 def prepare(args):
     """(argv, env, tmpdir) to start the simulated board; validates everything first."""
-    cfg, raw = check_config(args.config)
-    board = args.board or cfg["board"]
+    fs = os.path.abspath(args.fs) if args.fs else None
+    fscfg = os.path.join(fs, "sipling.json") if fs else None
+    cfg = raw = None
+    if args.config:
+        cfg, raw = check_config(args.config)
+    elif fs is None:
+        raise UserError("give --config FILE, or --fs DIR for a board that keeps its files there "
+                        "(a board without a config waits for `sipling provision`)")
+    elif os.path.isfile(fscfg):
+        cfg, _ = check_config(fscfg)       # the board's own file: validated, never rewritten
+        if args.board and args.board != cfg["board"]:
+            raise UserError("%s is for board %s; leave out --board %s or provision it again with --board %s"
+                            % (fscfg, cfg["board"], args.board, args.board))
+    elif args.check:
+        raise UserError("%s has no sipling.json yet; provision the board or give --config FILE" % fs)
+    board = args.board or (cfg["board"] if cfg else None) or (fs and _fs_board(fs)) or "sim"
     bpath = os.path.join(BOARDS, board, "board.json")
     if not os.path.isfile(bpath):
         names = sorted(n for n in os.listdir(BOARDS) if os.path.isfile(os.path.join(BOARDS, n, "board.json")))
         raise UserError("no board named %s; choose one of %s" % (board, ", ".join(names)))
-    host = cfg["local"]["host"]
+    host = cfg["local"]["host"] if cfg else "127.0.0.1"
+    if raw is None and not host.startswith("127.") and not args.public:
+        raise UserError("%s: local.host is %s but the simulated board binds to loopback; provision it "
+                        "with --local 127.0.0.1, or pass --public" % (fscfg, host))
     tmp = tempfile.mkdtemp(prefix="sipling-sim-")
-    cpath = os.path.abspath(args.config)
-    if (not host.startswith("127.")) and not args.public:
+    cpath = os.path.abspath(args.config) if args.config else fscfg
+    if raw is not None and not host.startswith("127.") and not args.public:
         # loopback only by default: rewrite local.host in a private copy of the config
         raw.setdefault("local", {})["host"] = "127.0.0.1"
         print("sipling: local.host %s -> 127.0.0.1 (the simulated board binds to loopback; --public to override)"
               % host, file=sys.stderr)
-    if board != cfg["board"]:
+    if raw is not None and board != cfg["board"]:
         raw["board"] = board
     if raw is not None:
         cpath = os.path.join(tmp, "sipling.json")
@@ -89,25 +117,58 @@ def prepare(args):
     return [mp, os.path.join(FIRMWARE, "main.py")], env, tmp
 
 
+def _fs_board(fs):
+    """The name in DIR/board.json (a board that ran before), or None."""
+    try:
+        with open(os.path.join(fs, "board.json")) as f:
+            return json.load(f).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _install(args, env, fs):
+    """The board's directory: its config (a --config replaces it, mode 0600) and board.json;
+    env pointing the firmware there."""
+    os.makedirs(fs, mode=0o700, exist_ok=True)
+    dst = os.path.join(fs, "sipling.json")
+    if args.config:
+        tmpf = dst + ".sim"
+        fd = os.open(tmpf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # holds secrets
+        with os.fdopen(fd, "wb") as f, open(env["SIPLING_CONFIG"], "rb") as src:
+            f.write(src.read())
+        os.replace(tmpf, dst)
+    shutil.copy(env["SIPLING_BOARD"], os.path.join(fs, "board.json"))
+    return dict(env, SIPLING_CONFIG=dst, SIPLING_BOARD=os.path.join(fs, "board.json"))
+
+
 def run(args):
     argv, env, tmp = prepare(args)
     if args.check:
-        print("sipling: %s is valid" % args.config)
+        print("sipling: %s is valid" % (args.config or env["SIPLING_CONFIG"]))
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
     try:
+        cwd = None
+        if args.fs or args.pty:
+            # the board's filesystem is a directory: sipling.json and board.json in it (kept
+            # with --fs, thrown away otherwise); the console on a pty for `sipling logs`,
+            # `sipling provision`, `mpremote connect PORT resume`
+            cwd = os.path.abspath(args.fs) if args.fs else os.path.join(tmp, "fs")
+            env = _install(args, env, cwd)
         if args.pty:
-            # the board's filesystem is a directory: /sipling.json and /board.json in it, the
-            # console on a pty for `sipling logs`, `sipling provision`, `mpremote ... resume`
             from . import ptyboard
-            fsdir = os.path.join(tmp, "fs")
-            os.makedirs(fsdir)
-            shutil.copy(env["SIPLING_CONFIG"], os.path.join(fsdir, "sipling.json"))
-            os.chmod(os.path.join(fsdir, "sipling.json"), 0o600)
-            shutil.copy(env["SIPLING_BOARD"], os.path.join(fsdir, "board.json"))
-            return ptyboard.serve(argv[1], cwd=fsdir, link=os.path.join(tmp, "board.tty"))
+            if args.pty is not True:
+                link = args.pty
+            elif args.fs:
+                link = cwd.rstrip("/") + ".tty"
+            else:
+                link = os.path.join(tmp, "board.tty")
+            return ptyboard.run(argv, env, link=os.path.abspath(link), cwd=cwd)
+        if not os.path.isfile(env["SIPLING_CONFIG"]):
+            raise UserError("%s has no config yet: run with --pty and provision it (`sipling provision "
+                            "--port LINK`), or give --config FILE" % cwd)
         print(banner(env["SIPLING_CONFIG"]), file=sys.stderr, flush=True)
-        p = subprocess.Popen(argv, env=env)
+        p = subprocess.Popen(argv, env=env, cwd=cwd)
         try:
             return p.wait()
         except KeyboardInterrupt:
