@@ -4,6 +4,7 @@ from sipling import config
 from sipling.app import App
 from sipling.sip import message, parser
 from sipling.sip import ua as U
+from sipling.sip import uac
 
 PROXY = ("127.0.0.1", 5060)
 SERVER = b"digest;q=0.2;d-alg=md5;d-qop=auth"
@@ -104,7 +105,9 @@ def test_refresh_at_80_percent_and_keepalive_timer():
     register(app, now=1000)
     # expires=300 granted: refresh at 1000 + 300000 - 60000
     assert app.ua.t_refresh == 241000
-    assert app.get_timer() == 31000  # keep-alive first
+    assert app.get_timer() == 6000  # Timer K of the REGISTER transaction (T4, 17.1.2.2)
+    app.handle_timer(6000)
+    assert sent(app) == [] and app.get_timer() == 31000  # then the keep-alive
     app.handle_timer(31000)
     [(ka, _)] = sent(app)
     assert ka.method == b"OPTIONS" and ka.get("Security-Verify") is not None
@@ -335,7 +338,9 @@ def test_reply_message_failure_is_logged_not_retried():
     app.receive(incoming("MESSAGE", "sip:alice@example.test", b"status"), PROXY, True, 100)
     out = sent(app)
     answer(app, out[1][0], 480, "Temporarily Unavailable", now=120)
-    assert app.ua.txs == {} and app.ua.registered()
+    assert app.ua.in_flight() == 0 and app.ua.registered()
+    app.handle_timer(60000)
+    assert [m for m, _ in sent(app) if m.method == b"MESSAGE"] == []
 
 
 def test_flood_of_commands_keeps_transactions_bounded():
@@ -347,4 +352,108 @@ def test_flood_of_commands_keeps_transactions_bounded():
     oks = [m for m, _ in out if m.status == 200]
     replies = [m for m, _ in out if m.method == b"MESSAGE"]
     assert len(oks) == 40 and len(replies) == U.MAX_TX
-    assert len(app.ua.txs) == U.MAX_TX and len(app.ua.seen) == 8
+    assert app.ua.in_flight() == U.MAX_TX
+    # the answered requests kept to absorb retransmissions are bounded too (Timer J)
+    assert len([t for t in app.ua.layer.transactions() if t.server]) == uac.KEEP
+
+
+def _md5(*parts):
+    import hashlib
+    import binascii
+    return binascii.hexlify(hashlib.md5(b":".join(parts)).digest())
+
+
+def _auth_fields(value):
+    # Digest k=v, k="v" (as we send it; no commas inside our quoted values)
+    assert value.startswith(b"Digest ")
+    out = {}
+    for part in value[7:].split(b","):
+        k, _, v = part.strip().partition(b"=")
+        out[k] = v.strip(b'"')
+    return out
+
+
+def _check_digest(req, password, nonce, nc):
+    # RFC 2617 3.2.2.1 with qop=auth, MD5, computed here without sipling.sip.digest
+    a = _auth_fields(req.get("Authorization"))
+    assert a[b"username"] == b"door" and a[b"realm"] == b"ims.test" and a[b"nonce"] == nonce
+    assert a[b"uri"] == req.uri and a[b"qop"] == b"auth" and a[b"nc"] == nc
+    ha1 = _md5(b"door", b"ims.test", password)
+    ha2 = _md5(req.method, req.uri)
+    assert a[b"response"] == _md5(ha1, nonce, nc, a[b"cnonce"], b"auth", ha2)
+
+
+def _ims_app(password):
+    ident = {"aor": "sip:door@example.test"}
+    if password:
+        ident["password"] = password
+    cfg, problems = config.validate({
+        "version": 1, "board": "sim", "identity": ident,
+        "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
+        "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
+        "secagree": {"mechanisms": ["ipsec-3gpp"], "require_ipsec": True},
+        "ipsec": {"ik": "00112233445566778899aabbccddeeff", "ck": "ffeeddccbbaa99887766554433221100",
+                  "algs": [["hmac-sha-1-96", "aes-cbc"]]},
+        "owners": ["sip:alice@example.test"]})
+    assert problems == [], problems
+    return App(cfg, SimBoard(), make_rand(), keepalive_ms=0)
+
+
+IMS_CHALLENGE = 'Digest realm="ims.test", nonce="%s", algorithm=MD5, qop="auth"'
+
+
+def test_ims_401_with_security_server_protected_register_answers_the_digest_challenge():
+    # 3GPP TS 24.229 5.1.1.5 / RFC 3329 2.3.1: a 401 carrying Security-Server and a Digest
+    # challenge starts the agreement; the protected REGISTER carries Security-Verify AND
+    # the Authorization for that challenge (the edge and IMS proxies check it)
+    app = _ims_app("pw-4-door")
+    app.start(0)
+    [(r1, _)] = sent(app)
+    assert r1.get("Authorization") is None
+    answer(app, r1, 401, "Unauthorized", [("WWW-Authenticate", IMS_CHALLENGE % "nA"),
+                                          ("Security-Server", IPSEC_SERVER)], 10)
+    [(r2, _)] = sent(app)
+    assert r2.get("Security-Verify") == IPSEC_SERVER
+    _check_digest(r2, b"pw-4-door", b"nA", b"00000001")
+    answer(app, r2, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=600")], 20)
+    assert app.ua.status() == "registered via ipsec-3gpp"
+    # other requests under ipsec carry no credentials (only REGISTER answers the challenge)
+    app.ua.send_message(b"sip:alice@example.test", b"hi", b"text/plain", 30)
+    [(m, _)] = sent(app)
+    assert m.method == b"MESSAGE" and m.get("Authorization") is None
+    answer(app, m, 200, "OK", now=40)
+    # re-registration: the proxy challenges again with a fresh list and nonce
+    app.handle_timer(app.ua.t_refresh)
+    [(r3, _)] = sent(app)
+    assert r3.get("Security-Verify") == IPSEC_SERVER
+    _check_digest(r3, b"pw-4-door", b"nA", b"00000002")
+    fresh = IPSEC_SERVER.replace(b"spi-c=1111", b"spi-c=3333")
+    answer(app, r3, 401, "Unauthorized", [("WWW-Authenticate", IMS_CHALLENGE % "nB"),
+                                          ("Security-Server", fresh)], 480100)
+    [(r4, _)] = sent(app)
+    assert r4.get("Security-Verify") == fresh
+    _check_digest(r4, b"pw-4-door", b"nB", b"00000001")
+    answer(app, r4, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=600")], 480200)
+    assert app.ua.registered()
+
+
+def test_ims_401_wrong_password_is_refused_then_no_loop():
+    # the same nonce challenged again means the password is wrong: stop, back off
+    app = _ims_app("pw-4-door")
+    app.start(0)
+    [(r1, _)] = sent(app)
+    hdrs = [("WWW-Authenticate", IMS_CHALLENGE % "nA"), ("Security-Server", IPSEC_SERVER)]
+    answer(app, r1, 401, "Unauthorized", hdrs, 10)
+    [(r2, _)] = sent(app)
+    answer(app, r2, 403, "Forbidden (digest)", now=20)
+    assert app.ua.state == U.BACKOFF and sent(app) == []
+
+
+def test_ims_401_without_a_password_relies_on_the_sa_keys():
+    app = _ims_app(None)
+    app.start(0)
+    [(r1, _)] = sent(app)
+    answer(app, r1, 401, "Unauthorized", [("WWW-Authenticate", IMS_CHALLENGE % "nA"),
+                                          ("Security-Server", IPSEC_SERVER)], 10)
+    [(r2, _)] = sent(app)
+    assert r2.get("Security-Verify") == IPSEC_SERVER and r2.get("Authorization") is None

@@ -9,6 +9,7 @@
 from micropython import const
 
 from . import message, parser
+from . import transaction as T
 from . import uac
 from ..control.owners import addr_spec
 
@@ -24,7 +25,6 @@ _MAX_ROUNDS = const(4)        # sec-agree / digest retries within one registrati
 _BACKOFF_FIRST_MS = const(1000)
 _BACKOFF_MAX_MS = const(300000)
 _MIN_REFRESH_MS = const(5000)
-_SEEN_MAX = const(8)          # server-side responses kept for retransmitted requests
 MAX_TX = const(12)            # client transactions in flight (replies, events, register)
 ALLOW = b"MESSAGE, OPTIONS"
 _ALLOW_HDRS = ((b"Allow", ALLOW),)
@@ -51,7 +51,6 @@ class UA(uac.Client):
         self.t_refresh = None
         self.t_keepalive = None
         self.t_backoff = None
-        self.seen = []            # [(key, status, reason, headers, expiry)]: answers rebuilt on demand
         self.on_state = None      # callback(state_name, detail)
         self.counters = {"ignored_unprotected": 0, "forbidden": 0, "commands": 0,
                          "retransmissions_absorbed": 0, "bad_requests": 0, "registrations": 0}
@@ -209,13 +208,11 @@ class UA(uac.Client):
 
     # --- timers ---------------------------------------------------------------------------
     def get_timer(self):
-        ts = [t for t in (self.t_refresh, self.t_keepalive, self.t_backoff, self.tx_timer()) if t is not None]
-        for s in self.seen:
-            ts.append(s[4])
+        ts = [t for t in (self.t_refresh, self.t_keepalive, self.t_backoff, self.layer.get_timer()) if t is not None]
         return min(ts) if ts else None
 
     def handle_timer(self, now):
-        self.tx_expire(now)
+        self._events(self.layer.handle_timer(now), now)  # Timers E, F, J, K
         if self.t_backoff is not None and now >= self.t_backoff:
             self.t_backoff = None
             self.start(now)
@@ -229,7 +226,6 @@ class UA(uac.Client):
             self.t_keepalive = None
             if self.state == REGISTERED:
                 self._keepalive(now)
-        self.seen = [s for s in self.seen if s[4] > now]
 
     # --- incoming ---------------------------------------------------------------------------
     def receive(self, data, src, protected, now):
@@ -242,7 +238,7 @@ class UA(uac.Client):
                 return
             msg, _ = parser.parse_or_reply(data)
             if msg is not None:
-                self.on_response(msg, now)
+                self._events(self.layer.receive(msg, now, False, src), now)
             return
         trusted = protected and self.state in (REGISTERED, UNREGISTERING) and src == self.proxy
         if not trusted:
@@ -260,26 +256,25 @@ class UA(uac.Client):
         self._request(msg, src, now)
 
     def _request(self, req, src, now):
-        m = req.method
-        if m == b"ACK":
-            return
-        try:
-            key = (req.call_id(), req.cseq(), req.via_branch())
-        except Exception:  # SipError: missing/bad CSeq or Via
-            self.counters["bad_requests"] += 1
-            return
-        for s in self.seen:
-            if s[0] == key:  # RFC 3261 17.2.2: absorb the retransmission, resend the answer
+        # the transaction layer absorbs a retransmission and resends our answer (17.2.2)
+        for kind, tx, x in self.layer.receive(req, now, False, src):
+            if kind == T.EV_REQUEST:
+                self._serve(tx, req, now)
+            elif kind == T.EV_ABSORBED:
                 self.counters["retransmissions_absorbed"] += 1
-                self._reply(req, src, s[1], s[2], s[3])
-                return
+            elif kind == T.EV_DROPPED:  # no usable Via/CSeq, or the table is full
+                self.counters["bad_requests"] += 1
+                self.log("warn", "request dropped: %s" % x)
+
+    def _serve(self, tx, req, now):
+        m = req.method
         if m == b"MESSAGE":
             ok, who = self.control.authorize(req, True)
             if not ok:
                 self.counters["forbidden"] += 1
                 self.log("warn", "403 to %s: not an owner (MESSAGE refused)" % who)
-                return self._answer(req, key, src, now, 403, b"Forbidden")
-            self._answer(req, key, src, now, 200, b"OK")
+                return self._answer(tx, req, now, 403, b"Forbidden")
+            self._answer(tx, req, now, 200, b"OK")
             body, ctype, summary = self.control.run(req)
             self.counters["commands"] += 1
             self.log("info", "command from %s: %s" % (who, summary))
@@ -287,20 +282,13 @@ class UA(uac.Client):
             self.send_message(to, body, ctype, now)
             return
         if m == b"OPTIONS":  # RFC 3261 11.2
-            return self._answer(req, key, src, now, 200, b"OK", _OPTIONS_HDRS)
-        self._answer(req, key, src, now, 405, b"Method Not Allowed", _ALLOW_HDRS)
+            return self._answer(tx, req, now, 200, b"OK", _OPTIONS_HDRS)
+        self._answer(tx, req, now, 405, b"Method Not Allowed", _ALLOW_HDRS)
 
-    def _reply(self, req, src, status, reason, hdrs):
-        # RFC 3261 18.2.2: responses go to the Via's received/rport, i.e. where it came from.
-        # Deterministic: a retransmitted request gets the same bytes again.
-        self.send(message.response(req, status, reason, hdrs, to_tag=self.tag_for(req)).serialize(), src)
-
-    def _answer(self, req, key, src, now, status, reason, hdrs=()):
-        self._reply(req, src, status, reason, hdrs)
-        # keep only what rebuilds the answer (no response bytes pinned in the heap)
-        if len(self.seen) >= _SEEN_MAX:
-            self.seen.pop(0)
-        self.seen.append((key, status, reason, hdrs, now + 64 * self.t1))  # Timer J
+    def _answer(self, tx, req, now, status, reason, hdrs=()):
+        # RFC 3261 18.2.2: the response goes where the request came from (the transaction's
+        # address, i.e. the Via's received/rport)
+        self.layer.send_response(tx, message.response(req, status, reason, hdrs, to_tag=self.tag_for(req)), now)
 
     # --- outgoing MESSAGE (RFC 3428) --------------------------------------------------------
     def send_message(self, to_uri, body, ctype, now, done=None):
@@ -309,9 +297,9 @@ class UA(uac.Client):
             if done:
                 done(False, "not registered", now)
             return
-        if len(self.txs) >= MAX_TX:
+        if self.in_flight() >= MAX_TX:
             # bounded memory under a flood: refuse rather than grow (events retry later)
-            self.log("warn", "MESSAGE to %s not sent: %d requests in flight" % (to_uri.decode(), len(self.txs)))
+            self.log("warn", "MESSAGE to %s not sent: %d requests in flight" % (to_uri.decode(), self.in_flight()))
             if done:
                 done(False, "busy", now)
             return

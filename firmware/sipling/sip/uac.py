@@ -1,15 +1,50 @@
-# Client side of the device UA (sans-IO): request building (RFC 3261 8.1.1) and the
-# non-INVITE client transaction over UDP (RFC 3261 17.1.2: Timer E retransmits at T1,
-# doubling to T2; Timer F = 64*T1 ends it). Callbacks get (response, now) or (None, now)
-# on timeout. Outgoing datagrams queue in self.out as (bytes, (ip, port)).
+# Client side of the device UA (sans-IO): request building (RFC 3261 8.1.1) on top of the
+# section 17 transaction layer (sipling.sip.transaction), which retransmits requests (Timer
+# E), ends them (Timer F, reported as a timeout), absorbs retransmitted requests and resends
+# the last response (17.2.2). Callbacks get (response, now) or (None, now) on timeout.
+# Outgoing datagrams: datagrams_to_send() -> [(bytes, (ip, port))].
 import binascii
 
 from micropython import const
 
 from . import message
+from . import transaction as T
 
-_T2 = const(4000)
 USER_AGENT = b"sipling/0.1"
+KEEP = const(6)         # answered requests kept to absorb their retransmissions (Timer J)
+KEEP_CLIENT = const(2)  # our finished requests kept to absorb response retransmissions (K)
+
+
+class Layer(T.TransactionLayer):
+    """The section 17 layer with the device's heap bound: at most KEEP (server) and
+    KEEP_CLIENT (client) transactions linger in Completed, the oldest ends first. Ending
+    one early only loses the absorption of a late retransmission: a late response is then
+    a stray the UA drops (17.1.3), a late request a new one. A non-INVITE client
+    transaction needs only the bytes it retransmits, not the parsed request."""
+
+    def send_request(self, msg, now_ms, reliable=False, dest=None):
+        tx = T.TransactionLayer.send_request(self, msg, now_ms, reliable, dest)
+        if not tx.invite:
+            tx.request = None  # only an INVITE needs it (the ACK for a non-2xx, 17.1.1.3)
+        return tx
+
+    def _wait(self, tx, now_ms, ms):
+        T.TransactionLayer._wait(self, tx, now_ms, ms)
+        if tx.state != T.COMPLETED:
+            return
+        keep = KEEP if tx.server else KEEP_CLIENT
+        done = [t for t in (self._server if tx.server else self._client).values() if t.state == T.COMPLETED]
+        while len(done) > keep:
+            old = done[0]
+            for t in done:
+                if t.wait_at < old.wait_at:
+                    old = t
+            done.remove(old)
+            self._terminate(old)
+
+    def cancel(self, tx):
+        """Stop a client transaction now (no more retransmissions, no timeout)."""
+        self._terminate(tx)
 
 
 class Client:
@@ -28,8 +63,11 @@ class Client:
         self.port_s = loc["port_s"]
         self.port_c = loc["port_c"]
         self.tag = self._hex(6)
-        self.out = []
-        self.txs = {}   # branch -> [bytes, dst, t_next, interval, deadline, cb, method, proceeding]
+        # the UA answers every request at once (so no automatic 100 Trying, 17.2.1), and a
+        # server transaction is in Trying only within one receive(); max_server bounds
+        # INVITE ones (405, Timer G until the ACK) and a burst all the same
+        self.layer = Layer(t1=t1, auto_trying=False, max_server=2 * KEEP)
+        self.pending = {}   # client Transaction -> callback(resp, now)
 
     def _hex(self, n):
         return binascii.hexlify(self.rand(n))
@@ -70,62 +108,36 @@ class Client:
         return message.request(method, ruri, h, body)
 
     def send(self, data, dst):
-        self.out.append((data, dst))
+        """A datagram outside any transaction (a stateless 400 to an unparseable request)."""
+        self.layer.send_stateless(data, dst)
 
     def datagrams_to_send(self):
-        out = self.out
-        self.out = []
-        return out
+        return self.layer.datagrams_to_send()
 
     def start_tx(self, req, now, cb):
-        data = req.serialize()
-        self.txs[req.via_branch()] = [data, self.proxy, now + self.t1, self.t1, now + 64 * self.t1,
-                                      cb, req.method, False]
-        self.send(data, self.proxy)
+        """A non-INVITE client transaction to the proxy (17.1.2); cb(resp|None, now)."""
+        self.pending[self.layer.send_request(req, now, False, self.proxy)] = cb
 
-    def on_response(self, resp, now):
-        tx = self.txs.get(resp.via_branch())
-        if tx is None:
-            return  # stray or late (RFC 3261 17.1.3: no match, drop)
-        try:
-            cs = resp.cseq()
-        except Exception:  # SipError: a response without a usable CSeq is dropped
-            return
-        if cs[1] != tx[6]:
-            return
-        if resp.status < 200:
-            tx[7] = True  # Proceeding: retransmit at T2 (17.1.2.2)
-            tx[3] = _T2
-        else:
-            del self.txs[resp.via_branch()]
-        tx[5](resp, now)
+    def in_flight(self):
+        return len(self.pending)
 
-    def tx_timer(self):
-        t = None
-        for tx in self.txs.values():
-            m = tx[2] if tx[2] < tx[4] else tx[4]
-            if t is None or m < t:
-                t = m
-        return t
-
-    def tx_expire(self, now):
-        for br in list(self.txs):
-            tx = self.txs.get(br)
-            if tx is None:
-                continue
-            if now >= tx[4]:  # Timer F
-                del self.txs[br]
-                tx[5](None, now)
-            elif now >= tx[2]:  # Timer E
-                self.send(tx[0], tx[1])
-                iv = tx[3] * 2 if not tx[7] else tx[3]
-                tx[3] = iv if iv < _T2 else _T2
-                tx[2] = now + tx[3]
+    def _events(self, evs, now):
+        for kind, tx, msg in evs:
+            if kind == T.EV_RESPONSE or kind == T.EV_TIMEOUT:
+                cb = self.pending.get(tx)
+                if cb is None:
+                    continue
+                if msg is None or msg.status >= 200:
+                    del self.pending[tx]
+                cb(msg, now)
+            # EV_ABSORBED (a retransmitted response), EV_STRAY (no match, 17.1.3) and
+            # EV_DROPPED (no usable Via/CSeq) need nothing from the UA
 
     def cancel_all(self, keep_messages=False):
-        for br in list(self.txs):
-            if not (keep_messages and self.txs[br][6] == b"MESSAGE"):
-                del self.txs[br]
+        for tx in list(self.pending):
+            if not (keep_messages and tx.method == b"MESSAGE"):
+                del self.pending[tx]
+                self.layer.cancel(tx)
 
 
 def _auth_params(value):
@@ -191,6 +203,8 @@ class SecAgree:
         h = list(self.client.request_headers())
         if self.auth is None or self.ag is None:
             return h
+        if self.ag.mechanism != b"digest" and method != b"REGISTER":
+            return h  # under ipsec only the REGISTER answers the challenge (TS 24.229 5.1.1.5)
         creds = self.auth.credentials(method, ruri, body)
         if self.ag.mechanism == b"digest" and creds:
             # RFC 3329 2.4: d-ver in Security-Verify protects the Security-Server list
@@ -237,15 +251,27 @@ class SecAgree:
                 return "abort", self.auth.reason
         return "abort", "%s without a digest challenge" % why
 
+    def _answers(self, resp):
+        # digest: the challenge is the mechanism. ipsec-3gpp/ipsec-man agreed from a 401/407
+        # (IMS, 3GPP TS 24.229 5.1.1.5; RFC 3329 2.3.1 lets a 401 start the agreement): the
+        # protected REGISTER answers the Digest challenge too when we have a password
+        if self.ag is None:
+            return False
+        if self.ag.mechanism == b"digest":
+            return True
+        return resp.status in (401, 407) and bool(self._pw) and self._client_mod._has_digest_challenge(resp)
+
     def on_response(self, resp, now):
         """('retry', why) resend the request now; ('abort'|'tamper', why) start over later."""
         self.now = now
         v = self._events(self.client.on_response(resp.status, resp, now))
         if v is None:
-            if resp.status in (401, 407) and self.ag is not None and self.ag.mechanism == b"digest":
+            if resp.status in (401, 407) and self._answers(resp):
                 return self._challenge(resp, "%d" % resp.status)
             return "abort", "%d not handled by the agreement" % resp.status
-        if v[0] in ("retry", "rechallenge") and self.ag is not None and self.ag.mechanism == b"digest":
+        if v[0] in ("retry", "rechallenge") and self._answers(resp):
+            if self.ag.mechanism != b"digest":
+                self.auth = None  # a new agreement, a new challenge: no state from the last
             return self._challenge(resp, v[1])
         return v
 
