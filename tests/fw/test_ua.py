@@ -457,3 +457,25 @@ def test_ims_401_without_a_password_relies_on_the_sa_keys():
                                           ("Security-Server", IPSEC_SERVER)], 10)
     [(r2, _)] = sent(app)
     assert r2.get("Security-Verify") == IPSEC_SERVER and r2.get("Authorization") is None
+
+
+def test_invite_405_is_retransmitted_until_the_ack():
+    # RFC 3261 17.2.1: the 405 to an INVITE is resent on Timer G (T1, doubling) until the
+    # ACK arrives; the ACK itself is absorbed, not answered
+    app, _ = make_app(keepalive_ms=0)
+    register(app)
+    inv = incoming("INVITE", "sip:alice@example.test", branch="z9hG4bKinv")
+    app.receive(inv, PROXY, True, 100)
+    [(r, dst)] = sent(app)
+    assert r.status == 405 and dst == PROXY
+    first = r.serialize()
+    app.handle_timer(600)
+    assert [d for d, _ in app.datagrams_to_send()] == [first]
+    app.receive(inv, PROXY, True, 700)  # a retransmitted INVITE gets the same 405
+    assert [d for d, _ in app.datagrams_to_send()] == [first]
+    ack = incoming("ACK", "sip:alice@example.test", branch="z9hG4bKinv")
+    app.receive(ack, PROXY, True, 800)
+    app.handle_timer(1600)
+    app.handle_timer(3600)
+    assert app.datagrams_to_send() == []
+    assert app.ua.counters["retransmissions_absorbed"] == 1

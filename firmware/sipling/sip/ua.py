@@ -260,7 +260,7 @@ class UA(uac.Client):
         for kind, tx, x in self.layer.receive(req, now, False, src):
             if kind == T.EV_REQUEST:
                 self._serve(tx, req, now)
-            elif kind == T.EV_ABSORBED:
+            elif kind == T.EV_ABSORBED and req.method != b"ACK":  # the ACK for our 405 ends G
                 self.counters["retransmissions_absorbed"] += 1
             elif kind == T.EV_DROPPED:  # no usable Via/CSeq, or the table is full
                 self.counters["bad_requests"] += 1
