@@ -134,11 +134,11 @@ def make_config(tmp, ports):
 
 def check_prerequisites():
     from .edge_kamailio import find_kamailio
-    from .sim import find_micropython
+    from .mpbin import micropython
     if find_kamailio() is None:
         raise UserError("kamailio is not installed; as root run `make setup` (it installs the Debian package), "
                         "or `apt-get install kamailio`")
-    find_micropython()
+    micropython()
     try:
         import pjsua2  # noqa: F401
     except ImportError:

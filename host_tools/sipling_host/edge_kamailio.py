@@ -1,4 +1,5 @@
-"""Start and stop a throw-away Kamailio with the repo's edge.cfg (demo and tests).
+"""Start and stop a throw-away Kamailio with the repo's edge.cfg (demo and tests), or with any
+other config (the interop tests' peers, tests/host/peers.py).
 
 No root needed: Kamailio runs in the foreground (-DD) in its own process group, with a
 temporary run directory, on a loopback port of our choosing.
@@ -43,15 +44,17 @@ def port_free(host, port):
         s.close()
 
 
-def _options(host, port, timeout):
-    """True when something answers a SIP OPTIONS on host:port within timeout seconds."""
+def _options(host, port, timeout, user=None):
+    """True when something answers a SIP OPTIONS on host:port within timeout seconds
+    (Request-URI sip:host:port, or sip:user@host:port)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((host, 0))
     s.settimeout(0.2)
     me = s.getsockname()[1]
+    ruri = "%s@%s" % (user, host) if user else host
     msg = ("OPTIONS sip:%s:%d SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bK-probe%d;rport\r\n"
            "Max-Forwards: 70\r\nFrom: <sip:probe@%s>;tag=p\r\nTo: <sip:%s:%d>\r\nCall-ID: probe-%d\r\n"
-           "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n" % (host, port, host, me, me, host, host, port, me))
+           "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n" % (ruri, port, host, me, me, host, host, port, me))
     end = time.monotonic() + timeout
     try:
         while time.monotonic() < end:
@@ -67,12 +70,20 @@ def _options(host, port, timeout):
 
 
 class Kamailio:
-    """kamailio -f edge.cfg on host:port; `log` is the path of its output."""
+    """kamailio -f CFG (edge.cfg unless given) answering on host:port; `log` is the path of
+    its output. rundir: where its pid file and log go (a fresh temporary one by default,
+    removed by cleanup()); start() again after stop() restarts it there, the log appended.
+    define_listen passes -A LISTEN=udp:host:port (edge.cfg listens there; other configs say
+    listen= themselves). Ready when an OPTIONS to sip:[probe_user@]host:port is answered.
+    cleanup() removes the run directory when it made it, or when remove_rundir is true."""
 
-    def __init__(self, port, host="127.0.0.1", edge_addr=None, cfg=CFG):
+    def __init__(self, port, host="127.0.0.1", edge_addr=None, cfg=CFG, rundir=None,
+                 define_listen=True, probe_user=None, remove_rundir=None):
         self.host, self.port, self.edge_addr, self.cfg = host, port, edge_addr, cfg
+        self.define_listen, self.probe_user = define_listen, probe_user
         self.proc = None
-        self.rundir = None
+        self.rundir = rundir
+        self._own_rundir = rundir is None if remove_rundir is None else remove_rundir
         self.log = None
 
     def start(self, timeout=10):
@@ -82,14 +93,16 @@ class Kamailio:
         if not port_free(self.host, self.port):
             raise UserError("port %s:%d is taken by another program; stop it or choose another port"
                             % (self.host, self.port))
-        self.rundir = tempfile.mkdtemp(prefix="sipling-kamailio-")
+        if self.rundir is None:
+            self.rundir = tempfile.mkdtemp(prefix="sipling-kamailio-")
         self.log = os.path.join(self.rundir, "kamailio.log")
         argv = [exe, "-f", self.cfg, "-DD", "-E", "-Y", self.rundir, "-P",
-                os.path.join(self.rundir, "kamailio.pid"), "-m", "64", "-M", "8",
-                "-A", "LISTEN=udp:%s:%d" % (self.host, self.port)]
+                os.path.join(self.rundir, "kamailio.pid"), "-m", "64", "-M", "8"]
+        if self.define_listen:
+            argv += ["-A", "LISTEN=udp:%s:%d" % (self.host, self.port)]
         if self.edge_addr:
             argv += ["-A", 'EDGE_ADDR="%s"' % self.edge_addr]
-        with open(self.log, "wb") as out:
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         end = time.monotonic() + timeout
@@ -98,7 +111,7 @@ class Kamailio:
                 tail = self.log_tail()
                 self.stop()
                 raise UserError("kamailio exited at start (code %s): %s" % (self.proc.returncode, tail))
-            if _options(self.host, self.port, 0.5):
+            if _options(self.host, self.port, 0.5, self.probe_user):
                 return self
         self.stop()
         raise UserError("kamailio did not answer on %s:%d within %ds" % (self.host, self.port, timeout))
@@ -144,7 +157,7 @@ class Kamailio:
 
     def cleanup(self):
         self.stop()
-        if self.rundir:
+        if self.rundir and self._own_rundir:
             shutil.rmtree(self.rundir, ignore_errors=True)
             self.rundir = None
 

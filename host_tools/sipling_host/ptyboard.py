@@ -24,23 +24,11 @@ import threading
 import time
 import tty
 
+from . import mpbin
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIRMWARE = os.path.join(ROOT, "firmware")
-
-
-def micropython_path():
-    """The unix port binary: $MICROPYTHON, else the venv's, else `micropython` on PATH."""
-    mp = os.environ.get("MICROPYTHON")
-    if mp and os.path.exists(mp):
-        return mp
-    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if os.path.exists(cand):
-        return cand
-    cand = os.path.join(ROOT, ".venv", "bin", "micropython")
-    if os.path.exists(cand):
-        return cand
-    return shutil.which("micropython") or "micropython"
 
 
 _LAUNCH = ("import sys; sys.path.insert(0, sys.argv[1]); import micropython_run; "
@@ -108,7 +96,7 @@ class PtyBoard:
         self.path = link or os.path.join(self._own_dir, "board.tty")
         self.interactive = interactive
         self.micropath = micropath or [FIRMWARE]
-        self.micropython = micropython or micropython_path()
+        self.micropython = micropython
         self.env = env
         self.proc = None
         self.output = bytearray()   # everything the device wrote (tests read it)
@@ -144,7 +132,7 @@ class PtyBoard:
             env["MICROPYPATH"] = "::" + mp
         else:
             env["MICROPYPATH"] = ":".join(["", ""] + self.micropath + [".frozen"])
-            argv = [self.micropython] + inter + [self.script] + self.args
+            argv = [self.micropython or mpbin.micropython()] + inter + [self.script] + self.args
 
         def ctty():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -344,7 +332,7 @@ def run(argv, env=None, link=None, cwd=None, interactive=True):
 def serve(script, args=(), cwd=None, link=None, interactive=True):
     """run() for a script on the firmware path: micropython SCRIPT ARGS..."""
     env = dict(os.environ, MICROPYPATH=":".join([FIRMWARE, ".frozen"]))
-    return run([micropython_path(), os.path.abspath(script)] + list(args), env, link, cwd, interactive)
+    return run([mpbin.micropython(), os.path.abspath(script)] + list(args), env, link, cwd, interactive)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 
+from . import mpbin
 from .errors import UserError
 
 HELP = "run the simulated board (MicroPython unix port) with a device config"
@@ -41,16 +42,6 @@ def add_arguments(p):
                         "symlink LINK (default: DIR.tty with --fs, else a temporary path)")
     p.add_argument("--micropython", default=None, metavar="PATH", help="MicroPython unix port binary")
     p.add_argument("--check", action="store_true", help="only validate the config and exit")
-
-
-def find_micropython(explicit=None):
-    """The unix port binary: --micropython, $MICROPYTHON, the venv's, or PATH."""
-    cands = [explicit, os.environ.get("MICROPYTHON"), os.path.join(os.path.dirname(sys.executable), "micropython"),
-             os.path.join(ROOT, ".venv", "bin", "micropython"), shutil.which("micropython")]
-    for c in cands:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    raise UserError("MicroPython unix port not found; run `make setup` or pass --micropython PATH")
 
 
 def check_config(path):
@@ -112,7 +103,7 @@ def prepare(args):
         fd = os.open(cpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds secrets
         with os.fdopen(fd, "w") as f:
             json.dump(raw, f)
-    mp = find_micropython(args.micropython)
+    mp = mpbin.micropython(args.micropython)
     env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen", SIPLING_CONFIG=cpath, SIPLING_BOARD=bpath)
     return [mp, os.path.join(FIRMWARE, "main.py")], env, tmp
 

@@ -1,7 +1,8 @@
 """`make bench`: runs every tests/bench/bench_*.py on the MicroPython unix port.
 
 Each bench script prints its own table (figures as ratios against a reference run in the
-same process, per DESIGN.md). MICROPYTHON overrides the interpreter path.
+same process, per DESIGN.md). The interpreter: $MICROPYTHON, else the venv's
+(sipling_host.mpbin).
 """
 import os
 import subprocess
@@ -9,10 +10,17 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "host_tools"))
+
+from sipling_host import mpbin  # noqa: E402
 
 
 def main():
-    mp = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
+    try:
+        mp = mpbin.micropython()
+    except mpbin.UserError as e:
+        print("sipling: %s" % e, file=sys.stderr)
+        return 1
     env = dict(os.environ, MICROPYPATH=":".join([os.path.join(ROOT, "firmware"), HERE, ".frozen"]))
     rc = 0
     for name in sorted(os.listdir(HERE)):

@@ -180,9 +180,9 @@ def test_mip_install_from_local_package_json(tmp_path):
     sipling/ where `sipling image` puts them, and the package imports from there."""
     import subprocess
     import sys
-    from sipling_host.ptyboard import PtyBoard, micropython_path
-    if not os.path.exists(micropython_path()):
-        pytest.skip("MicroPython unix port missing (make setup installs it)")
+    from sipling_host.ptyboard import PtyBoard
+    from peers import micropython
+    mp = micropython()
     fw = tmp_path / "fw"
     (fw / "sipling" / "sub").mkdir(parents=True)
     (fw / "main.py").write_text("import sipling\n")
@@ -195,7 +195,7 @@ def test_mip_install_from_local_package_json(tmp_path):
     (tmp_path / "vfs.bin").write_bytes(img)
     (tmp_path / "stub.py").write_text(LFS_ROOT_STUB % (str(tmp_path / "vfs.bin"), board["vfs_blocks"]))
     with PtyBoard(str(tmp_path / "stub.py"), cwd=str(tmp_path / "cwd"), link=str(tmp_path / "b.tty"),
-                  micropath=[".frozen"], micropython=os.path.abspath(micropython_path())) as b:
+                  micropath=[".frozen"], micropython=mp) as b:
         b.wait_output(b">>>", timeout=10)
         mp = [sys.executable, "-m", "mpremote", "connect", b.path, "resume"]
         r = subprocess.run(mp + ["mip", "install", "--target", "/", str(fw / "package.json")],

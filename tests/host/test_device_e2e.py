@@ -23,6 +23,8 @@ import time
 
 import pytest
 
+import peers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KAMAILIO = shutil.which("kamailio")
 SIPP = shutil.which("sipp")
@@ -345,7 +347,7 @@ def test_wrong_config_also_refused_by_the_board_itself(tmp_path):
     # the firmware validates too (a board provisioned by hand): same lines, exit 2, no traceback
     p = tmp_path / "bad.json"
     p.write_text('{"version": 2, "board": "sim"}')
-    mp = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
+    mp = peers.micropython()
     env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"), SIPLING_CONFIG=str(p),
                SIPLING_BOARD=os.path.join(ROOT, "boards/sim/board.json"))
     r = subprocess.run([mp, os.path.join(ROOT, "firmware/main.py")], capture_output=True, text=True,

@@ -10,10 +10,7 @@
 """
 import hashlib
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -23,8 +20,8 @@ from sipling.sip import digest, message
 from sipling.sip.parser import parse
 from sipling.sip.digest import AUTH_FAILED, AUTH_RETRY, DigestAuth
 
-KAMAILIO = shutil.which("kamailio")
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+import peers
+
 PASSWORD = b"s3cret-pw"
 REALM = b"sip.test"
 
@@ -61,43 +58,21 @@ request_route {
 """
 
 
-def _free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 class Kamailio:
+    """The auth-only Kamailio (CFG) on a free port and our client socket toward it."""
+
     def __init__(self, algorithm, extra=""):
         self.algorithm = algorithm.encode()
-        self.dir = tempfile.mkdtemp(prefix="sipling-kam-")
-        self.port = _free_udp_port()
+        self.port = peers.free_udp_port()
         alg = 'modparam("auth", "algorithm", "%s")' % algorithm if algorithm else ""
         alg += "\n" + extra
-        cfg = os.path.join(self.dir, "k.cfg")
-        with open(cfg, "w") as f:
-            f.write(CFG % {"port": self.port, "mpath": MODULES, "algparam": alg,
-                           "password": PASSWORD.decode()})
-        self.log = open(os.path.join(self.dir, "log"), "w")
-        self.proc = subprocess.Popen(
-            [KAMAILIO, "-f", cfg, "-DD", "-E", "-Y", self.dir, "-P", os.path.join(self.dir, "pid"),
-             "-m", "64", "-M", "8"], stdout=self.log, stderr=subprocess.STDOUT)
+        self.kam = peers.kamailio(CFG % {"port": self.port, "mpath": peers.MODULES, "algparam": alg,
+                                         "password": PASSWORD.decode()}, self.port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.5)
         self.lport = self.sock.getsockname()[1]
         self.n = 0
-        deadline = time.time() + 10
-        while True:  # ready when it answers anything
-            try:
-                self.send(b"OPTIONS", b"ping", [])
-                break
-            except socket.timeout:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("kamailio did not start; see %s" % self.log.name)
 
     def request(self, method, user, body=b""):
         """A request built with our message model (sipling.sip.message)."""
@@ -128,21 +103,12 @@ class Kamailio:
         return self.exchange(req)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
         self.sock.close()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.kam.cleanup()
 
 
 @pytest.fixture(scope="module", params=["", "SHA-256"], ids=["MD5", "SHA-256"])
 def kam(request):
-    if not KAMAILIO:
-        pytest.skip("kamailio not installed (apt-get install kamailio)")
     k = Kamailio(request.param)
     yield k
     k.stop()
@@ -200,8 +166,6 @@ def test_kamailio_proxy_auth_407(kam):
 
 @pytest.fixture(scope="module")
 def kam_expiring():
-    if not KAMAILIO:
-        pytest.skip("kamailio not installed (apt-get install kamailio)")
     k = Kamailio("", 'modparam("auth", "nonce_expire", 1)')
     yield k
     k.stop()

@@ -28,6 +28,8 @@ from sipling_host import provision
 from sipling_host.demo import Proc
 from sipling_host.edge_kamailio import Kamailio, find_kamailio, free_udp_port
 
+import peers
+
 H = "127.0.0.1"
 # every pair the device's sec-agree policy runs for ipsec-3gpp (TS 33.203 algorithms)
 from sipling.secagree.policy import ALGS, EALGS  # noqa: E402
@@ -38,16 +40,7 @@ OWNER = "sip:alice@example.test"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _mp_available():
-    try:
-        from sipling_host.sim import find_micropython
-        find_micropython()
-        return True
-    except Exception:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not (find_kamailio() and _mp_available()),
+pytestmark = pytest.mark.skipif(not (find_kamailio() and peers.has_micropython()),
                                 reason="kamailio and the MicroPython unix port are needed (make setup)")
 
 

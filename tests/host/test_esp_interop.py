@@ -22,9 +22,10 @@ import time
 
 import pytest
 
+import peers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-MP = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
 
 AUTHS = ("hmac-md5-96", "hmac-sha-1-96", "hmac-sha-256-128")
 ENCS = ("null", "aes-cbc", "des-ede3-cbc")
@@ -61,14 +62,6 @@ def _pairs():
     return out
 
 
-def _free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def _scapy_sa(p, spi, sport, dport):
     from scapy.layers.inet import UDP
     from scapy.layers.ipsec import ESP, SecurityAssociation
@@ -83,8 +76,7 @@ def session(tmp_path_factory):
     for b in ("dumpcap", "tshark"):
         if not shutil.which(b):
             pytest.skip("%s not installed (apt-get install tshark)" % b)
-    if not os.path.exists(MP):
-        pytest.skip("MicroPython unix port missing at %s (make setup)" % MP)
+    mp_bin = peers.micropython()
     pytest.importorskip("scapy")
     from scapy.layers.inet import IP, UDP
     from scapy.packet import Raw
@@ -95,7 +87,7 @@ def session(tmp_path_factory):
     host.bind(("127.0.0.1", 0))
     host.settimeout(5)
     hport = host.getsockname()[1]
-    fport = _free_udp_port()
+    fport = peers.free_udp_port()
     pcap = str(tmp / "esp.pcapng")
     cap = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", "udp port %d" % hport, "-w", pcap],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -110,7 +102,7 @@ def session(tmp_path_factory):
         cpath = tmp / "conf.json"
         cpath.write_text(json.dumps(conf))
         env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
-        mp = subprocess.Popen([MP, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
+        mp = subprocess.Popen([mp_bin, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = mp.stdout.readline()
         assert first.startswith("SENT %d" % len(pairs)), first + mp.stderr.read()
@@ -228,8 +220,7 @@ def test_raw_esp_protocol_50_both_directions(tmp_path):
     for b in ("dumpcap", "tshark"):
         if not shutil.which(b):
             pytest.skip("%s not installed" % b)
-    if not os.path.exists(MP):
-        pytest.skip("MicroPython unix port missing at %s" % MP)
+    mp_bin = peers.micropython()
     from scapy.layers.inet import IP, UDP
     from scapy.layers.ipsec import ESP, SecurityAssociation
     from scapy.packet import Raw
@@ -249,7 +240,7 @@ def test_raw_esp_protocol_50_both_directions(tmp_path):
         cpath = tmp_path / "conf.json"
         cpath.write_text(json.dumps(conf))
         env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
-        mp = subprocess.Popen([MP, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
+        mp = subprocess.Popen([mp_bin, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = mp.stdout.readline()
         assert first.startswith("SENT"), first + mp.stderr.read()

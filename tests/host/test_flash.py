@@ -248,9 +248,9 @@ def _small_firmware(tmp_path):
 
 
 def test_mpremote_copies_app_to_a_board_running_micropython(tmp_path):
-    from sipling_host.ptyboard import PtyBoard, micropython_path
-    if not os.path.exists(micropython_path()):
-        pytest.skip("MicroPython unix port missing (make setup installs it)")
+    from sipling_host.ptyboard import PtyBoard
+    from peers import micropython
+    mp = micropython()
     stub = tmp_path / "stock.py"
     stub.write_text("print('stock MicroPython')\n")        # a board with nothing but the REPL
     fs = tmp_path / "boardfs"
@@ -259,7 +259,7 @@ def test_mpremote_copies_app_to_a_board_running_micropython(tmp_path):
     (fs / "sipling.json").write_text('{"keep": "me"}')     # the device config: must stay
     env = {"SIPLING_FIRMWARE": _small_firmware(tmp_path)}
     with PtyBoard(str(stub), cwd=str(fs), link=str(tmp_path / "board.tty"), micropath=[".frozen"],
-                  micropython=os.path.abspath(micropython_path())) as b:
+                  micropython=mp) as b:
         b.wait_output(b">>>", timeout=10)
         # xtensawin viper code cannot run on this x64 "board": refused before anything is touched
         _one_line_error(_sipling("flash", "--board", "esp32-generic", "--port", b.path, "--mpremote", env=env),

@@ -11,9 +11,9 @@ import pytest
 from sipling_host import boards, image
 from sipling_host.errors import UserError
 
+from peers import micropython
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# absolute: `make test` exports MICROPYTHON=.venv/bin/micropython and the runs below change cwd
-MICROPYTHON = os.path.abspath(os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython"))
 FLASH_BOARDS = ("esp32-generic", "esp32-s3", "esp32-c3", "esp32-cam")
 # mpy-cross native arch codes (py/persistentcode.h MP_NATIVE_ARCH_*), header byte 2 >> 2
 ARCH_CODE = {"x64": 2, "xtensawin": 10, "rv32imc": 11}
@@ -147,8 +147,7 @@ def test_image_reads_back_with_littlefs_python(name, tmp_path):
 
 
 def test_micropython_vfslfs2_mounts_image_and_imports_mpy(tmp_path):
-    if not os.path.exists(MICROPYTHON):
-        pytest.skip("MicroPython unix port missing at %s (make setup installs it)" % MICROPYTHON)
+    mp = micropython()  # absolute: the runs below change cwd
     board = boards.load_board("esp32-generic")
     # x64 (this machine) so native/viper modules load too; xtensawin code cannot run here
     image.build(board, str(tmp_path), arch="host", say=lambda *_: None)
@@ -156,7 +155,7 @@ def test_micropython_vfslfs2_mounts_image_and_imports_mpy(tmp_path):
     expect = image.read_vfs(data, board)
     mods = [m for m in _python_modules(expect) if not m.startswith("sipling.shell") and m != "sipling.app"]
     (tmp_path / "mount.py").write_text(MOUNT_PY)
-    r = subprocess.run([MICROPYTHON, "mount.py", "vfs.bin", "4096", "0"] + mods, cwd=str(tmp_path),
+    r = subprocess.run([mp, "mount.py", "vfs.bin", "4096", "0"] + mods, cwd=str(tmp_path),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -171,12 +170,11 @@ def test_micropython_vfslfs2_mounts_image_and_imports_mpy(tmp_path):
 
 def test_micropython_refuses_wrong_block_count(tmp_path):
     """Why the exact block count matters: the board's vfs partition size is what mount checks."""
-    if not os.path.exists(MICROPYTHON):
-        pytest.skip("MicroPython unix port missing at %s" % MICROPYTHON)
+    mp = micropython()
     board = boards.load_board("esp32-c3")
     image.build(board, str(tmp_path), say=lambda *_: None)
     (tmp_path / "mount.py").write_text(MOUNT_PY)
-    r = subprocess.run([MICROPYTHON, "mount.py", "vfs.bin", "4096", str(board["vfs_blocks"] - 1)],
+    r = subprocess.run([mp, "mount.py", "vfs.bin", "4096", str(board["vfs_blocks"] - 1)],
                        cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
     assert json.loads(r.stdout) == {"mount_error": 22}  # EINVAL
 

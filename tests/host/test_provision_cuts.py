@@ -16,8 +16,9 @@ import pytest
 
 from sipling.provision import frame
 from sipling_host import provision
-from sipling_host.ptyboard import PtyBoard, micropython_path, FIRMWARE, ROOT
+from sipling_host.ptyboard import PtyBoard, FIRMWARE, ROOT
 from sipling_host.serialport import open_port
+from peers import micropython
 from provhelp import board, boot_fp, fp16, board_file
 
 _FPRINT_LINE = len(frame.encode(frame.FPRINT, 1))
@@ -77,7 +78,7 @@ class Firmware:
         self.cfg = tmp_path / "sipling.json"
         env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen", SIPLING_CONFIG=str(self.cfg),
                    SIPLING_BOARD=os.path.join(ROOT, "boards", "sim", "board.json"))
-        self.board = PtyBoard(argv=[micropython_path(), os.path.join(FIRMWARE, "main.py")], env=env,
+        self.board = PtyBoard(argv=[micropython(), os.path.join(FIRMWARE, "main.py")], env=env,
                               cwd=str(tmp_path / "fs"), link=str(tmp_path / "board.tty"))
 
     def configs(self):

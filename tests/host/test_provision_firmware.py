@@ -15,7 +15,9 @@ import pytest
 
 from sipling import config as devcfg
 from sipling_host import cli
-from sipling_host.ptyboard import PtyBoard, micropython_path, FIRMWARE, ROOT
+from sipling_host.ptyboard import PtyBoard, FIRMWARE, ROOT
+
+from peers import micropython
 
 PORTS = {"proxy": 35060, "c": 35062, "s": 35064}
 
@@ -37,7 +39,7 @@ def _board(tmp_path):
     env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen",
                SIPLING_CONFIG=str(tmp_path / "sipling.json"),
                SIPLING_BOARD=os.path.join(ROOT, "boards", "sim", "board.json"))
-    return PtyBoard(argv=[micropython_path(), os.path.join(FIRMWARE, "main.py")], env=env,
+    return PtyBoard(argv=[micropython(), os.path.join(FIRMWARE, "main.py")], env=env,
                     cwd=str(tmp_path / "fs"), link=str(tmp_path / "board.tty"))
 
 

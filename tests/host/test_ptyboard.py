@@ -83,12 +83,13 @@ def test_unplug_replug_same_path_and_restart_keeps_files(tmp_path):
 
 
 def test_fast_start_only_for_this_environments_wheel_script(tmp_path):
-    from sipling_host.ptyboard import fast_argv, micropython_path
+    from sipling_host.ptyboard import fast_argv
+    from peers import micropython
     other = tmp_path / "micropython"
     other.write_text("#!/opt/elsewhere/bin/python3\nfrom micropython_unix import main\nmain()\n")
     assert fast_argv([str(other), "a.py"]) == [str(other), "a.py"]      # another env: untouched
     assert fast_argv(["/bin/sh", "-c", "true"]) == ["/bin/sh", "-c", "true"]
-    mp = micropython_path()
+    mp = micropython()
     fast = fast_argv([mp, "-i", "a.py"])
     if fast[0] != mp:                        # the PyPI wheel in this venv: run without site
         assert fast[:3] == [sys.executable, "-I", "-S"] and fast[-3:] == ["micropython", "-i", "a.py"]

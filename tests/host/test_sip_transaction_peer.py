@@ -13,11 +13,7 @@ layer is pumped with real datagrams and a real clock (the only place it meets on
    server transaction (Confirmed), which stops our timer G.
 No timing assertions: only counts of messages seen within generous windows.
 """
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -27,8 +23,8 @@ from sipling.sip.parser import parse
 from sipling.sip.transaction import (COMPLETED, CONFIRMED, EV_ABSORBED, EV_REQUEST, EV_RESPONSE,
                                      TERMINATED, TransactionLayer)
 
-KAMAILIO = shutil.which("kamailio")
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+import peers
+
 
 CFG = """#!KAMAILIO
 debug=2
@@ -73,56 +69,19 @@ def _udp():
 
 @pytest.fixture(scope="module")
 def kam():
-    if not KAMAILIO:
-        pytest.skip("kamailio not installed (apt-get install kamailio)")
-    d = tempfile.mkdtemp(prefix="sipling-kamtm-")
-    probe = _udp()
-    port = probe.getsockname()[1]
-    probe.close()
+    port = peers.free_udp_port()
     uas = _udp()
-    cfg = os.path.join(d, "k.cfg")
-    with open(cfg, "w") as f:
-        f.write(CFG % {"port": port, "mpath": MODULES, "uas": uas.getsockname()[1]})
-    log = open(os.path.join(d, "log"), "w")
-    proc = subprocess.Popen([KAMAILIO, "-f", cfg, "-DD", "-E", "-Y", d, "-P",
-                             os.path.join(d, "pid"), "-m", "64", "-M", "8"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    time.sleep(0.3)
+    # ready when its own 486 to an OPTIONS for "busy" comes back (nothing reaches our UAS)
+    kam = peers.kamailio(CFG % {"port": port, "mpath": peers.MODULES, "uas": uas.getsockname()[1]},
+                         port, probe_user="busy")
     k = type("K", (), {})()
     k.addr = ("127.0.0.1", port)
     k.uas = uas
-    k.proc = proc
     try:
-        _wait_ready(k)
         yield k
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        kam.cleanup()
         uas.close()
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _wait_ready(k):
-    s = _udp()
-    s.settimeout(0.3)
-    deadline = time.time() + 10
-    n = 0
-    while time.time() < deadline and k.proc.poll() is None:
-        n += 1
-        r = _request(s, b"OPTIONS", b"busy", b"z9hG4bKready%d" % n)
-        s.sendto(r.serialize(), k.addr)
-        try:
-            s.recv(65535)
-            s.close()
-            return
-        except socket.timeout:
-            pass
-    s.close()
-    raise RuntimeError("kamailio did not answer (exit code %r)" % k.proc.poll())
 
 
 _seq = [0]
