@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,74 +25,14 @@ import pytest
 import peers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KAMAILIO = shutil.which("kamailio")
-SIPP = shutil.which("sipp")
-MPATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 PASSWORD = "door-pw-7"
 
-pytestmark = pytest.mark.skipif(not (KAMAILIO and SIPP), reason="kamailio and sipp are needed (make setup)")
+pytestmark = pytest.mark.skipif(not (peers.KAMAILIO and peers.SIPP), reason="kamailio and sipp are needed (make setup)")
 
 
 def free_port(n=1):
     """n consecutive free UDP ports on loopback."""
-    for _ in range(50):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n > 65000:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                t.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            t.close()
-        if ok:
-            return base
-    raise RuntimeError("no free ports")
-
-
-class Kamailio:
-    def __init__(self, d, port):
-        self.dir = d
-        self.port = port
-        with open(os.path.join(ROOT, "tests/interop/kamailio/device.cfg")) as f:
-            cfg = f.read()
-        for k, v in (("@PORT@", str(port)), ("@RUNDIR@", d), ("@MPATH@", MPATH), ("@PASSWORD@", PASSWORD)):
-            cfg = cfg.replace(k, v)
-        self.cfg = os.path.join(d, "device.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
-        self.logpath = os.path.join(d, "kamailio.log")
-        self.proc = None
-
-    def start(self):
-        self.log = open(self.logpath, "a")
-        self.proc = subprocess.Popen(
-            [KAMAILIO, "-f", self.cfg, "-DD", "-E", "-Y", self.dir, "-P", os.path.join(self.dir, "k.pid"),
-             "-m", "64", "-M", "8"], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        for _ in range(100):
-            if "io_listen_loop" in self.text() or self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert self.proc.poll() is None, self.text()[-2000:]
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def text(self):
-        with open(self.logpath) as f:
-            return f.read()
+    return peers.free_udp_port() if n == 1 else peers.free_udp_ports(n)
 
 
 class Sim:
@@ -207,10 +146,7 @@ def sipp(d, name, xml, port, remote=None, calls=1, timeout=25, background=False)
     path = os.path.join(d, name + ".xml")
     with open(path, "w") as f:
         f.write(xml)
-    argv = [SIPP, "-sf", path, "-i", "127.0.0.1", "-p", str(port), "-m", str(calls), "-nostdin",
-            "-mp", str(free_port(2)), "-timeout", "%ds" % timeout, "-timeout_error", "-trace_msg", "-trace_err"]
-    if remote:
-        argv.append(remote)
+    argv = peers.sipp_argv(path, port, remote, calls, timeout, media_port=free_port(2))
     if background:
         return subprocess.Popen(argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return subprocess.run(argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout + 10)
@@ -262,8 +198,7 @@ def rig():
     d = tempfile.mkdtemp(prefix="sipling-e2e-")
     kport = free_port()
     lport = free_port(2)
-    k = Kamailio(d, kport)
-    k.start()
+    k = peers.kamailio("device.cfg", kport, {"PASSWORD": PASSWORD})
     cfg = os.path.join(d, "dev.json")
     with open(cfg, "w") as f:
         f.write("""{"version": 1, "board": "sim",
@@ -279,14 +214,14 @@ def rig():
         yield d, k, sim
     finally:
         sim.stop()
-        k.stop()
+        k.cleanup()
         shutil.rmtree(d, ignore_errors=True)
 
 
 def test_register_control_forbid_restart_deregister(rig):
     d, k, sim = rig
     sim.wait_for(r"INFO ua: registered as sip:door@example\.test .* via digest")
-    log = k.text()
+    log = k.log_text()
     assert "sec-agree: 494 to sip:door@example.test (Security-Client: digest)" in log
     assert "sec-agree: REGISTER from sip:door@example.test verified" in log
 
@@ -322,7 +257,7 @@ def test_register_control_forbid_restart_deregister(rig):
     sim.send("quit")
     sim.wait_for(r"state stopped: de-registered", mark)
     assert sim.proc.wait(5) == 0
-    assert re.search(r"REGISTER from sip:door@example\.test, saving contact <[^>]+>;expires=0", k.text())
+    assert re.search(r"REGISTER from sip:door@example\.test, saving contact <[^>]+>;expires=0", k.log_text())
 
 
 def test_wrong_config_is_one_line_per_problem_and_exit_1(tmp_path):

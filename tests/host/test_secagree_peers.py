@@ -32,41 +32,13 @@ from sipling.secagree.policy import Policy
 from sipling.sip import parser
 from sipling.sip.message import request
 
+import peers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEROP = os.path.join(os.path.dirname(HERE), "interop")
-SIPP = shutil.which("sipp")
-KAMAILIO = shutil.which("kamailio")
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 PASSWORD = b"s3cret-secagree"
 USER = b"door"
 DOMAIN = b"example.test"
-
-
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def _free_range(n):
-    """A base port with n consecutive free UDP ports on loopback."""
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 40000
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def _challenge(msg):
@@ -253,11 +225,9 @@ def _policy(base, **kw):
 class Sipp:
     def __init__(self, scenario):
         self.dir = tempfile.mkdtemp(prefix="sipling-sipp-")
-        self.port = _free_port()
+        self.port = peers.free_udp_port()
         self.proc = subprocess.Popen(
-            [SIPP, "-sf", os.path.join(INTEROP, "sipp", scenario), "-i", "127.0.0.1",
-             "-p", str(self.port), "-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin",
-             "-trace_err", "-trace_msg"],
+            peers.sipp_argv(os.path.join(INTEROP, "sipp", scenario), self.port, timeout=30),
             cwd=self.dir, stdout=open(os.path.join(self.dir, "screen.txt"), "w"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
         time.sleep(0.3)
@@ -278,8 +248,8 @@ class Sipp:
 
 @pytest.fixture
 def sipp():
-    if not SIPP:
-        pytest.skip("sipp not installed (apt-get install sip-tester)")
+    if not peers.SIPP:
+        pytest.skip("sipp not installed (make setup installs sip-tester)")
     made = []
 
     def start(scenario):
@@ -304,7 +274,7 @@ def _run(sipp_peer, cl):
 
 def test_sipp_494_digest(sipp):
     s = sipp("secagree_494_digest.xml")
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base), ("127.0.0.1", s.port))
     status, rc, logs = _run(s, cl)
     assert status == 200, (cl.responses, logs)
@@ -321,7 +291,7 @@ def test_sipp_494_digest(sipp):
 
 def test_sipp_421_ipsec_pair_choice(sipp):
     s = sipp("secagree_421_ipsec.xml")
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base, require_ipsec=True), ("127.0.0.1", s.port))
     status, rc, logs = _run(s, cl)
     assert status == 200, (cl.responses, logs)
@@ -339,7 +309,7 @@ def test_sipp_421_ipsec_pair_choice(sipp):
 
 def test_sipp_401_ims_style(sipp):
     s = sipp("secagree_401_ipsec.xml")
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base, ipsec_algs=(("hmac-sha-1-96", "null"),)), ("127.0.0.1", s.port))
     status, rc, logs = _run(s, cl)
     assert status == 200, (cl.responses, logs)
@@ -352,7 +322,7 @@ def test_sipp_401_ims_style(sipp):
 
 def test_sipp_refresh_renegotiates_under_the_old_association(sipp):
     s = sipp("secagree_refresh.xml")
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base, ipsec_algs=(("hmac-sha-1-96", "null"),)), ("127.0.0.1", s.port))
     try:
         assert cl.register() == 200, cl.responses
@@ -378,7 +348,7 @@ def test_sipp_refresh_renegotiates_under_the_old_association(sipp):
 
 def test_sipp_494_to_protected_request_is_tamper(sipp):
     s = sipp("secagree_tamper.xml")
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base), ("127.0.0.1", s.port))
     status, rc, logs = _run(s, cl)
     assert status == 200, (cl.responses, logs)
@@ -396,64 +366,13 @@ def test_sipp_494_to_protected_request_is_tamper(sipp):
 # -------------------------------------------------------------------------- Kamailio
 
 
-class Kamailio:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="sipling-kam-sa-")
-        self.port = _free_port()
-        self.port_s = _free_port()
-        with open(os.path.join(INTEROP, "kamailio", "secagree.cfg")) as f:
-            cfg = f.read()
-        for k, v in (("@PORT_S@", str(self.port_s)), ("@PORT@", str(self.port)), ("@RUNDIR@", self.dir),
-                     ("@MPATH@", MODULES), ("@PASSWORD@", PASSWORD.decode())):
-            cfg = cfg.replace(k, v)
-        path = os.path.join(self.dir, "secagree.cfg")
-        with open(path, "w") as f:
-            f.write(cfg)
-        self.logf = open(os.path.join(self.dir, "log"), "w")
-        self.proc = subprocess.Popen(
-            [KAMAILIO, "-f", path, "-DD", "-E", "-Y", self.dir, "-P", os.path.join(self.dir, "pid"),
-             "-m", "64", "-M", "8"], stdout=self.logf, stderr=subprocess.STDOUT)
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(0.3)
-        deadline = time.time() + 10
-        try:
-            while True:
-                s.sendto(b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKp;rport\r\n"
-                         b"From: <sip:p@x>;tag=1\r\nTo: <sip:p@x>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\n"
-                         b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", ("127.0.0.1", self.port))
-                try:
-                    s.recv(4096)
-                    break
-                except socket.timeout:
-                    if time.time() > deadline or self.proc.poll() is not None:
-                        raise RuntimeError("kamailio did not start:\n" + self.log())
-        finally:
-            s.close()
-
-    def log(self):
-        self.logf.flush()
-        with open(self.logf.name, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def kam():
-    if not KAMAILIO:
-        pytest.skip("kamailio not installed (apt-get install kamailio)")
-    k = Kamailio()
+    port, port_s = peers.free_udp_port(), peers.free_udp_port()
+    k = peers.kamailio("secagree.cfg", port, {"PORT_S": port_s, "PASSWORD": PASSWORD.decode()})
+    k.port_s = port_s
     yield k
-    k.stop()
+    k.cleanup()
 
 
 class StripIpsecRelay:
@@ -495,24 +414,24 @@ class StripIpsecRelay:
 
 
 def test_kamailio_digest_with_dver(kam):
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base), ("127.0.0.1", kam.port))
     try:
         status = cl.register()
     finally:
         cl.close()
-    assert status == 200, (cl.responses, kam.log()[-3000:])
+    assert status == 200, (cl.responses, kam.log_text()[-3000:])
     ag, = cl.agreements()
     assert ag.mechanism == b"digest" and ag.status == 494
     assert ag.server_lines == [
         b"ipsec-3gpp;q=0.1;alg=hmac-sha-1-96;ealg=null;spi-c=11111;spi-s=22222;port-c=%d;port-s=%d" % (kam.port, kam.port_s),
         b"digest;q=0.2;d-alg=MD5;d-qop=auth"]
-    assert "sec-agree: d-ver OK from sip:door@example.test" in kam.log()
+    assert "sec-agree: d-ver OK from sip:door@example.test" in kam.log_text()
 
 
 def test_kamailio_refuses_wrong_dver(kam):
     # the same run with one hex digit of d-ver changed: Kamailio's own computation disagrees
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base, max_retries=1), ("127.0.0.1", kam.port), tamper_dver=True)
     try:
         status = cl.register()
@@ -520,11 +439,11 @@ def test_kamailio_refuses_wrong_dver(kam):
         cl.close()
     assert status == 494 and "failed" in cl.kinds()
     assert [(st, p) for st, p, _ in cl.responses] == [(494, False), (494, True), (494, False), (494, True)]
-    assert "sec-agree: d-ver mismatch from sip:door@example.test" in kam.log()
+    assert "sec-agree: d-ver mismatch from sip:door@example.test" in kam.log_text()
 
 
 def test_kamailio_ipsec_3gpp_signalling(kam):
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base, require_ipsec=True), ("127.0.0.1", kam.port))
     try:
         status = cl.register()
@@ -534,8 +453,8 @@ def test_kamailio_ipsec_3gpp_signalling(kam):
         refreshed = cl.register(refresh=True)
     finally:
         cl.close()
-    assert status == 200, (cl.responses, kam.log()[-3000:])
-    assert refreshed == 200, (cl.responses, kam.log()[-3000:])
+    assert status == 200, (cl.responses, kam.log_text()[-3000:])
+    assert refreshed == 200, (cl.responses, kam.log_text()[-3000:])
     assert "sec-agree: refresh kept ipsec-3gpp" in cl.logs()
     prot, src, dst, data = cl.sent[n]
     assert data.count(b"\r\nSecurity-Client: ipsec-3gpp") == 2 and b"\r\nSecurity-Verify: " in data
@@ -550,12 +469,12 @@ def test_kamailio_ipsec_3gpp_signalling(kam):
     assert b"Authorization" not in data
     assert "sec-agree: refused digest;q=0.2;d-alg=MD5;d-qop=auth: policy requires ipsec" in cl.logs()
     assert "ipsec-3gpp signalling OK from sip:door@example.test on protected port %d (source port %d)" % (
-        kam.port_s, ag.local["port_c"]) in kam.log()
+        kam.port_s, ag.local["port_c"]) in kam.log_text()
 
 
 def test_kamailio_detects_stripped_list_and_client_recovers(kam):
     relay = StripIpsecRelay(("127.0.0.1", kam.port))
-    base = _free_range(9)
+    base = peers.free_udp_ports(9)
     cl = ScriptedClient(_policy(base), relay.addr)
     try:
         status = cl.register()
@@ -563,10 +482,10 @@ def test_kamailio_detects_stripped_list_and_client_recovers(kam):
         cl.close()
         relay.close()
     assert relay.tampered == 1
-    assert status == 200, (cl.responses, kam.log()[-3000:])
+    assert status == 200, (cl.responses, kam.log_text()[-3000:])
     assert [(st, p) for st, p, _ in cl.responses] == [(494, False), (494, True), (494, False), (200, True)]
     first, second = cl.agreements()
     assert first.server_lines == [b"digest;q=0.2;d-alg=MD5;d-qop=auth"]   # what the attacker left
     assert len(second.server_lines) == 2
     assert "sec-agree: 494 to a protected request: Security-Server list was tampered with" in cl.logs()
-    assert "Security-Verify mismatch from sip:door@example.test" in kam.log()
+    assert "Security-Verify mismatch from sip:door@example.test" in kam.log_text()
