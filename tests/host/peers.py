@@ -36,6 +36,20 @@ def has_micropython():
         return False
 
 
+def distinct_free_udp_ports(n, host="127.0.0.1"):
+    """n different free UDP ports on host (held together while picked, so no repeats)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_udp_ports(n, host="127.0.0.1"):
     """A base port with n consecutive free UDP ports on host."""
     for _ in range(200):

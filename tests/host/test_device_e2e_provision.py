@@ -5,7 +5,6 @@ and restarts it with the new config (key rotation), and the console keeps answer
 import json
 import os
 import shutil
-import socket
 import tempfile
 
 import pytest
@@ -14,20 +13,9 @@ from sipling_host import cli
 from sipling_host.ptyboard import PtyBoard
 from sipling_host.serialport import open_port
 
+import peers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_ports(n):
-    out = []
-    socks = []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        out.append(s.getsockname()[1])
-        socks.append(s)
-    for s in socks:
-        s.close()
-    return out
 
 
 @pytest.fixture
@@ -35,7 +23,7 @@ def device():
     d = tempfile.mkdtemp(prefix="sipling-prov-e2e-")
     fs = os.path.join(d, "fs")
     os.makedirs(fs)
-    proxy, pc, ps, pc2, ps2, encap = free_ports(6)
+    proxy, pc, ps, pc2, ps2, encap = peers.distinct_free_udp_ports(6)
     cfg = {"version": 1, "board": "sim",
            "identity": {"aor": "sip:door@example.test", "password": "old-password-1"},
            "proxy": {"host": "127.0.0.1", "port": proxy, "domain": "example.test"},
