@@ -71,6 +71,17 @@ def _scapy_sa(p, spi, sport, dport):
                                auth_key=akey, nat_t_header=UDP(sport=sport, dport=dport))
 
 
+def _start_mp_peer(mp_bin, d, conf):
+    """The firmware's ESP code on the MicroPython unix port (esp/mp_peer.py) with conf
+    written to d/conf.json: (process, its first output line)."""
+    cpath = d / "conf.json"
+    cpath.write_text(json.dumps(conf))
+    env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
+    mp = subprocess.Popen([mp_bin, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return mp, mp.stdout.readline()
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     for b in ("dumpcap", "tshark"):
@@ -99,12 +110,7 @@ def session(tmp_path_factory):
         conf = {"pairs": pairs, "our_port_c": UE_PC, "our_port_s": UE_PS, "their_port_c": PX_PC,
                 "their_port_s": PX_PS, "my_encap_port": fport, "peer_encap_port": hport,
                 "sip": SIP, "expect": len(pairs), "timeout_ms": 8000}
-        cpath = tmp / "conf.json"
-        cpath.write_text(json.dumps(conf))
-        env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
-        mp = subprocess.Popen([mp_bin, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first = mp.stdout.readline()
+        mp, first = _start_mp_peer(mp_bin, tmp, conf)
         assert first.startswith("SENT %d" % len(pairs)), first + mp.stderr.read()
         received = []
         keepalive = False
@@ -237,12 +243,7 @@ def test_raw_esp_protocol_50_both_directions(tmp_path):
         conf = {"pairs": pairs, "carrier": "raw", "our_port_c": UE_PC, "our_port_s": UE_PS,
                 "their_port_c": PX_PC, "their_port_s": PX_PS, "sip": SIP,
                 "expect": len(pairs), "timeout_ms": 8000}
-        cpath = tmp_path / "conf.json"
-        cpath.write_text(json.dumps(conf))
-        env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
-        mp = subprocess.Popen([mp_bin, os.path.join(HERE, "esp", "mp_peer.py"), str(cpath)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first = mp.stdout.readline()
+        mp, first = _start_mp_peer(mp_bin, tmp_path, conf)
         assert first.startswith("SENT"), first + mp.stderr.read()
         for i, p in enumerate(pairs):
             akey, ekey = _keys(p["alg"], p["ealg"], bytes.fromhex(p["ik"]), bytes.fromhex(p["ck"]))

@@ -20,7 +20,26 @@ _KEEPALIVE = b"\xff"
 _IPPROTO_ESP = 50
 
 
-class UdpCarrier:
+class _Carrier:
+    # what both carriers share: protect-and-send, one non-blocking receive, close
+
+    def send_udp(self, sa, src_ip, dst_ip, sport, dport, data, now_ms=0):
+        """Protect one inner UDP datagram with sa and send it to the peer."""
+        self.send(esp_udp.protect_udp(sa, src_ip, dst_ip, sport, dport, data), now_ms)
+
+    def receive(self, now_ms, bufsize=2048):
+        """One datagram from the socket (non-blocking): the accepted inner datagram or None."""
+        try:
+            data, addr = self.sock.recvfrom(bufsize)
+        except OSError:
+            return None
+        return self.handle_datagram(data, addr, now_ms)
+
+    def close(self):
+        self.sock.close()
+
+
+class UdpCarrier(_Carrier):
     def __init__(self, db, host="0.0.0.0", port=4500, keepalive_ms=20000, sock=None):
         self.db = db
         self.sock = sock or net.udp_socket(host, port)
@@ -45,10 +64,6 @@ class UdpCarrier:
         self.sock.sendto(pkt, self._peer_addr)
         if self.keepalive_ms:
             self._next_ka = now_ms + self.keepalive_ms
-
-    def send_udp(self, sa, src_ip, dst_ip, sport, dport, data, now_ms=0):
-        """Protect one inner UDP datagram with sa and send it to the peer."""
-        self.send(esp_udp.protect_udp(sa, src_ip, dst_ip, sport, dport, data), now_ms)
 
     def next_timer(self):
         return self._next_ka
@@ -75,19 +90,7 @@ class UdpCarrier:
                 self._peer_addr = addr
         return r
 
-    def receive(self, now_ms, bufsize=2048):
-        """One datagram from the socket (non-blocking): the accepted inner datagram or None."""
-        try:
-            data, addr = self.sock.recvfrom(bufsize)
-        except OSError:
-            return None
-        return self.handle_datagram(data, addr, now_ms)
-
-    def close(self):
-        self.sock.close()
-
-
-class RawCarrier:
+class RawCarrier(_Carrier):
     def __init__(self, db, host="0.0.0.0", sock=None):
         self.db = db
         if sock is None:
@@ -107,9 +110,6 @@ class RawCarrier:
             raise ValueError("no peer: call set_peer() first")
         self.sock.sendto(pkt, self._peer_addr)  # the kernel adds the IPv4 header
 
-    def send_udp(self, sa, src_ip, dst_ip, sport, dport, data, now_ms=0):
-        self.send(esp_udp.protect_udp(sa, src_ip, dst_ip, sport, dport, data), now_ms)
-
     def next_timer(self):
         return None
 
@@ -127,13 +127,3 @@ class RawCarrier:
             if self.peer != (src, 0):
                 self.set_peer(src)
         return r
-
-    def receive(self, now_ms, bufsize=2048):
-        try:
-            data, addr = self.sock.recvfrom(bufsize)
-        except OSError:
-            return None
-        return self.handle_datagram(data, addr, now_ms)
-
-    def close(self):
-        self.sock.close()
