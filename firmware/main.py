@@ -5,10 +5,11 @@
 # the board it stays at the REPL so `sipling provision` can fix it. No config at all (a fresh
 # board) waits for `sipling provision` on the console and starts the app after the commit. A config committed by
 # `sipling provision` while the app runs (key rotation) de-registers and restarts the app.
+import gc
 import os
 import sys
 
-from sipling import config, log
+from sipling import log
 from sipling.shell import board as _board
 from sipling.shell import clock
 
@@ -35,9 +36,21 @@ def _fail(lines):
     return None
 
 
+def _config(path):
+    # The validator is needed only at start and after a provisioning commit: import it for
+    # this call and drop it again, so its code is not in the heap while the app serves
+    # (about 11 KiB on the unix port; boards/README.md "Memory").
+    from sipling import config
+    from sipling.app import unload
+    r = config.load(path)
+    unload("sipling.config")
+    gc.collect()
+    return r
+
+
 def _load(cfg_path, board_path):
     """(cfg, Board) or None after printing the problems."""
-    cfg, problems = config.load(cfg_path)
+    cfg, problems = _config(cfg_path)
     if problems:
         return _fail(problems)
     try:
@@ -124,7 +137,7 @@ def main():
 
 
 def _load_quiet(cfg_path, board_path):
-    cfg, problems = config.load(cfg_path)
+    cfg, problems = _config(cfg_path)
     for p in problems:
         log.error("config", p)
     if problems:

@@ -1,11 +1,24 @@
 # The device application: wires the cores (UA + sec-agree, control, events) to the board and
 # the log. Still sans-IO itself: shell/loop.py feeds it datagrams, console lines and time.
+import sys
+
 from sipling import log
 from sipling.control import commands, events, owners
 from sipling.sip import ua as _ua
 from sipling.sip.uac import SecAgree
 
 CONSOLE_HELP = "console: status | press <button> | set <sensor> <value> | do <command> | help | quit"
+
+
+def unload(name):
+    """Forget a module needed only once (config validation at start) so that its code and
+    tables leave the heap at the next gc.collect(); a later import loads it again. Its
+    names stay interned (MicroPython never frees qstrs), so this returns most, not all."""
+    m = sys.modules.pop(name, None)
+    pkg, _, leaf = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if m is not None and parent is not None and getattr(parent, leaf, None) is m:
+        delattr(parent, leaf)
 
 
 def _b(x):

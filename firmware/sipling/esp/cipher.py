@@ -14,7 +14,6 @@
 import cryptolib
 from micropython import const
 
-from . import des3
 
 _AES_CBC = const(2)
 
@@ -78,6 +77,8 @@ class TdesCbc:
     def __init__(self, key, seed, impl=None):
         if len(key) != 24:
             raise ValueError("des-ede3-cbc key must be 24 bytes")
+        # imported here: the 3DES tables cost heap, paid only when des-ede3-cbc is agreed
+        from . import des3
         self._des = des3.TDES(key, impl)
         self._chain = bytearray(seed[:8])
         self._rchain = bytearray(8)

@@ -3,7 +3,6 @@
 
 from sipling.secagree import mech as _m
 from sipling.secagree import policy as _p
-from sipling.secagree import dver as _d
 
 _LWS = b" \t\r\n"
 
@@ -96,6 +95,8 @@ class Agreement:
               body=b"", algorithm=None, qop=None):
         """RFC 3329 2.2 d-ver (32 lower-case hex bytes) over our Security-Server lines,
         with d-alg/d-qop taking precedence over the challenge's algorithm/qop."""
+        # imported here: d-ver (and sip.digest under it) is only needed once digest is agreed
+        from sipling.secagree import dver as _d
         alg = self.d_alg or algorithm
         q = self.d_qop or qop
         return _d.d_ver(self.server_lines, alg, username, realm, password, nonce, method,
