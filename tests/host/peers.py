@@ -18,6 +18,17 @@ INTEROP = os.path.join(ROOT, "tests", "interop")
 KAMAILIO = find_kamailio()
 SIPP = shutil.which("sipp")
 MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+# The start of a one-process test Kamailio config on loopback; the test's own config text
+# follows, and `% {"port": ..., "mpath": MODULES, ...}` fills it in.
+KAMAILIO_HEAD = """#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=1
+auto_aliases=no
+listen=udp:127.0.0.1:%(port)d
+mpath="%(mpath)s"
+"""
 
 
 def micropython():

@@ -25,15 +25,7 @@ import peers
 PASSWORD = b"s3cret-pw"
 REALM = b"sip.test"
 
-CFG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=1
-auto_aliases=no
-listen=udp:127.0.0.1:%(port)d
-mpath="%(mpath)s"
-loadmodule "sl.so"
+CFG = peers.KAMAILIO_HEAD + """loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "auth.so"
 loadmodule "xlog.so"

@@ -26,15 +26,7 @@ from sipling.sip.transaction import (COMPLETED, CONFIRMED, EV_ABSORBED, EV_REQUE
 import peers
 
 
-CFG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=1
-auto_aliases=no
-listen=udp:127.0.0.1:%(port)d
-mpath="%(mpath)s"
-loadmodule "tm.so"
+CFG = peers.KAMAILIO_HEAD + """loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
