@@ -11,6 +11,8 @@ from sipling.provision.store import Store
 from sipling.shell import console
 from sipling.shell import fs as realfs
 
+import tmpdirs
+
 
 class Out:
     def __init__(self):
@@ -23,18 +25,6 @@ class Out:
 
     def data(self):
         return b"".join(self.parts)
-
-
-def _tmp():
-    d = "/tmp/sipling-fw-con-%d" % int.from_bytes(os.urandom(4), "big")
-    os.mkdir(d)
-    return d
-
-
-def _rm(d):
-    for n in os.listdir(d):
-        os.remove(d + "/" + n)
-    os.rmdir(d)
 
 
 def test_lines_go_to_the_app_and_replies_come_back():
@@ -64,7 +54,7 @@ def test_a_line_that_is_not_text_gets_an_error_reply():
 
 
 def test_frames_go_to_the_provisioner_and_are_not_echoed():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-con")
     st = Store(realfs, d + "/sipling.json")
     prov = Provisioner(st, fw="t")
     lines = []
@@ -91,7 +81,7 @@ def test_frames_go_to_the_provisioner_and_are_not_echoed():
         rest = rest[rest.find(b"\n", i) + 1:]
     assert b"".join(echoed) + rest == b"stathi\r\n"
     assert st.read() == secret
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_write_takes_str_and_bytes_and_serves_as_log_sink():

@@ -10,21 +10,7 @@ from sipling.provision import frame
 from sipling.provision.store import Store
 from sipling.provision.device import Provisioner
 
-_n = [0]
-
-
-def _tmp():
-    _n[0] += 1
-    d = "/tmp/sipling-fw-prov-%d-%d" % (int.from_bytes(os.urandom(4), "big"), _n[0])
-    os.mkdir(d)
-    return d
-
-
-def _rm(d):
-    for n in os.listdir(d):
-        os.remove(d + "/" + n)
-    os.rmdir(d)
-
+import tmpdirs
 
 def _dev(d, **kw):
     st = Store(realfs, d + "/sipling.json")
@@ -56,18 +42,18 @@ def _cfg(tag, n=30):
 
 
 def test_hello_reports_protocol_and_no_config():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     t, s, pl = _reply(p, frame.HELLO, 5)
     info = json.loads(pl)
     assert (t, s) == (frame.OK, 5)
     assert info["proto"] == 1 and info["chunk"] == frame.CHUNK_SIZE and info["fw"] == "test"
     assert info["fp"] == {"config": None}
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_full_transfer_commits_and_fingerprints():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     done = []
     p = _dev(d, on_commit=done.append)
     data = _cfg("new")
@@ -81,11 +67,11 @@ def test_full_transfer_commits_and_fingerprints():
     import binascii
     assert json.loads(pl) == {"config": binascii.hexlify(hashlib.sha256(data).digest()).decode()}
     assert Store(realfs, d + "/sipling.json").read() == data
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_duplicate_chunk_acked_not_rewritten_and_gap_naked():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     data = bytes(range(200)) + b"end"
     sha = hashlib.sha256(data).digest()
@@ -100,11 +86,11 @@ def test_duplicate_chunk_acked_not_rewritten_and_gap_naked():
     # a repeated COMMIT whose reply was lost is still OK; another digest is not
     assert _reply(p, frame.COMMIT, 5, sha) == (frame.OK, 5, sha)
     assert _reply(p, frame.COMMIT, 6, bytes(32))[2][0] == frame.E_STATE
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_negative_replies():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     sha = hashlib.sha256(b"abc").digest()
     assert _reply(p, frame.CHUNK, 1, struct.pack(">I", 0) + b"abc")[2][0] == frame.E_STATE
@@ -120,11 +106,11 @@ def test_negative_replies():
     t, s, pl = _reply(p, frame.COMMIT, 9, sha)
     assert (t, pl) == (frame.ERR, frame.err_payload(frame.E_DIGEST, "digest"))
     assert os.listdir(d) == []
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_bad_crc_and_version():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     raw = bytearray(frame.pack(frame.HELLO, 3))
     raw[-1] ^= 1
@@ -136,11 +122,11 @@ def test_bad_crc_and_version():
     raw = bytes(raw[:-4]) + struct.pack(">I", frame.crc32(bytes(raw[:-4])))
     out = p.feed(frame.MARKER + binascii.b2a_base64(raw).strip() + b"\n")
     assert frame.decode(out[1:-1]) == (1, frame.ERR, 3, bytes([frame.E_VERSION, 1]))
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_text_lines_ignored_and_abort():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     assert p.feed(b"status\r\nhello there\n") == b""
     data = _cfg("x")
@@ -149,11 +135,11 @@ def test_text_lines_ignored_and_abort():
     assert os.listdir(d) == ["sipling.json.new"]
     assert _reply(p, frame.ABORT, 2) == (frame.OK, 2, b"")
     assert os.listdir(d) == []
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_no_key_bytes_in_replies_or_log():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     lines = []
     log.set_sink(lines.append)
     log.set_level("debug")
@@ -168,14 +154,14 @@ def test_no_key_bytes_in_replies_or_log():
     assert secret.encode() not in replies
     assert secret not in "".join(lines)
     assert any("committed config" in ln for ln in lines)
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_cut_at_random_byte_then_reboot_old_or_new():
     # 60 cuts of the byte stream at random offsets; after each the device "reboots"
     # (fresh store + recover): it must hold the old or the new complete config, and a
     # full provisioning afterwards must succeed.
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     old, new = _cfg("old", 20), _cfg("new", 35)
     first = _session(old)
     _dev(d).feed(first)
@@ -191,11 +177,11 @@ def test_cut_at_random_byte_then_reboot_old_or_new():
         p.feed(stream[:cut])            # link dropped: the same boot goes on
         p.feed(_session(old))
         assert p.store.read() == old
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_bye_ends_a_repl_session_and_drops_an_open_transfer():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     data = _cfg("x")
     _reply(p, frame.BEGIN, 1, struct.pack(">I", len(data)) + hashlib.sha256(data).digest() + b"config")
@@ -203,13 +189,13 @@ def test_bye_ends_a_repl_session_and_drops_an_open_transfer():
     assert _reply(p, frame.BYE, 2) == (frame.OK, 2, b"")
     assert p.bye
     assert os.listdir(d) == []
-    _rm(d)
+    tmpdirs.remove(d)
 
 
 def test_begin_with_undecodable_name_is_refused():
-    d = _tmp()
+    d = tmpdirs.make("sipling-fw-prov")
     p = _dev(d)
     t, s, pl = _reply(p, frame.BEGIN, 4, bytes(36) + b"\xff\xfe")
     assert (t, s, pl) == (frame.ERR, 4, frame.err_payload(frame.E_NAME, "unknown file"))
     assert _reply(p, frame.HELLO, 5)[0] == frame.OK
-    _rm(d)
+    tmpdirs.remove(d)

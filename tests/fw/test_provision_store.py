@@ -2,6 +2,7 @@
 import os
 
 from util import raises
+import tmpdirs
 from sipling.shell import fs as realfs
 from sipling.provision.store import Store, StoreError
 from sipling.provision import store as store_mod
@@ -14,22 +15,6 @@ class Crash(Exception):
 def _sha(b):
     import hashlib
     return hashlib.sha256(b).digest()
-
-
-_n = [0]
-
-
-def _tmpdir():
-    _n[0] += 1
-    d = "/tmp/sipling-fw-store-%d-%d" % (int.from_bytes(os.urandom(4), "big"), _n[0])
-    os.mkdir(d)
-    return d
-
-
-def _rmdir(d):
-    for n in os.listdir(d):
-        os.remove(d + "/" + n)
-    os.rmdir(d)
 
 
 class _CrashFile:
@@ -95,7 +80,7 @@ def _put(st, data):
 
 
 def test_commit_replaces_and_fingerprints():
-    d = _tmpdir()
+    d = tmpdirs.make("sipling-fw-store")
     st = Store(realfs, d + "/cfg.json")
     assert st.read() is None and st.fingerprint() is None
     assert _put(st, b'{"version": 1}') == _sha(b'{"version": 1}')
@@ -104,11 +89,11 @@ def test_commit_replaces_and_fingerprints():
     assert st.read() == b'{"version": 2}'
     assert st.fingerprint() == _sha(b'{"version": 2}')
     assert sorted(os.listdir(d)) == ["cfg.json"]
-    _rmdir(d)
+    tmpdirs.remove(d)
 
 
 def test_wrong_digest_keeps_old_and_removes_temp():
-    d = _tmpdir()
+    d = tmpdirs.make("sipling-fw-store")
     st = Store(realfs, d + "/cfg.json")
     _put(st, b"old content")
     st.begin()
@@ -117,11 +102,11 @@ def test_wrong_digest_keeps_old_and_removes_temp():
     assert str(e) == "digest"
     assert st.read() == b"old content"
     assert sorted(os.listdir(d)) == ["cfg.json"]
-    _rmdir(d)
+    tmpdirs.remove(d)
 
 
 def test_abort_and_misuse():
-    d = _tmpdir()
+    d = tmpdirs.make("sipling-fw-store")
     st = Store(realfs, d + "/cfg.json")
     raises(StoreError, st.write, b"x")
     raises(StoreError, st.commit, _sha(b""))
@@ -130,11 +115,11 @@ def test_abort_and_misuse():
     assert st.active()
     st.abort()
     assert not st.active() and os.listdir(d) == []
-    _rmdir(d)
+    tmpdirs.remove(d)
 
 
 def test_recover_drops_leftover_temp():
-    d = _tmpdir()
+    d = tmpdirs.make("sipling-fw-store")
     st = Store(realfs, d + "/cfg.json")
     _put(st, b"old")
     f = open(d + "/cfg.json.new", "wb")
@@ -145,11 +130,11 @@ def test_recover_drops_leftover_temp():
     assert st2.read() == b"old"
     assert os.listdir(d) == ["cfg.json"]
     assert st2.recover() is None
-    _rmdir(d)
+    tmpdirs.remove(d)
 
 
 def _cut_run(no_replace, budget=None, ops=None, first=True):
-    d = _tmpdir()
+    d = tmpdirs.make("sipling-fw-store")
     path = d + "/cfg.json"
     old = b'{"version": 1, "password": "old"}' * 3
     new = b'{"version": 1, "password": "new-and-longer"}' * 5
@@ -170,7 +155,7 @@ def _cut_run(no_replace, budget=None, ops=None, first=True):
     assert got in allowed, (budget, ops, got)
     names = sorted(os.listdir(d))
     assert names in ([], ["cfg.json"]), names
-    _rmdir(d)
+    tmpdirs.remove(d)
     return crashed
 
 
@@ -194,10 +179,10 @@ def test_power_cut_at_every_rename_and_remove():
 
 
 def test_sha256_file_blocks():
-    d = _tmpdir()
+    d = tmpdirs.make("sipling-fw-store")
     data = bytes(range(256)) * 9
     f = open(d + "/x", "wb")
     f.write(data)
     f.close()
     assert store_mod.sha256_file(realfs, d + "/x") == _sha(data)
-    _rmdir(d)
+    tmpdirs.remove(d)
