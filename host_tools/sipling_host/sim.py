@@ -139,6 +139,9 @@ def run(args):
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
     try:
+        if not args.pty and not os.path.isfile(env["SIPLING_CONFIG"] or ""):
+            raise UserError("%s has no config yet: run with --pty and provision it (`sipling provision "
+                            "--port LINK`), or give --config FILE" % os.path.abspath(args.fs))
         cwd = None
         if args.fs or args.pty:
             # the board's filesystem is a directory: sipling.json and board.json in it (kept
@@ -155,9 +158,6 @@ def run(args):
             else:
                 link = os.path.join(tmp, "board.tty")
             return ptyboard.run(argv, env, link=os.path.abspath(link), cwd=cwd)
-        if not os.path.isfile(env["SIPLING_CONFIG"]):
-            raise UserError("%s has no config yet: run with --pty and provision it (`sipling provision "
-                            "--port LINK`), or give --config FILE" % cwd)
         print(banner(env["SIPLING_CONFIG"]), file=sys.stderr, flush=True)
         p = subprocess.Popen(argv, env=env, cwd=cwd)
         try:
