@@ -30,8 +30,21 @@ def _load(name):
         raise
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error style: one `sipling: ...` line, exit 1. Values that
+    follow an unknown option are not repeated (they may be a password typed by mistake)."""
+
+    def error(self, message):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            opts = [a for a in message[len(prefix):].split() if a.startswith("-")]
+            message = "unknown option%s %s" % ("s" if len(opts) > 1 else "", " ".join(opts) or "(a stray value)")
+        print("sipling: %s; see `%s --help`" % (message, self.prog), file=sys.stderr)
+        sys.exit(1)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="sipling", description="sipling host tools")
+    p = _Parser(prog="sipling", description="sipling host tools")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = _load(name)
@@ -45,7 +58,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        prog = "sipling" + (" " + args.command if getattr(args, "command", None) else "")
+        _Parser(prog=prog).error("unrecognized arguments: " + " ".join(extra))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1

@@ -102,9 +102,9 @@ def _subparsers():
     raise AssertionError("no sub-commands in sipling's parser")
 
 
-def _readme_sipling_mentions():
-    """(command, [tokens]) for each `sipling <cmd> ...` in README.md, continuations joined."""
-    text = _readme().replace("\\\n", " ")
+def _readme_sipling_mentions(text=None):
+    """(command, [tokens]) for each `sipling <cmd> ...` in README.md (or `text`), continuations joined."""
+    text = (_readme() if text is None else text).replace("\\\n", " ")
     out = []
     for line in text.splitlines():
         for m in re.finditer(r"\bsipling +([a-z]+)((?: +[^\s`#)]+)*)", line):
@@ -112,10 +112,24 @@ def _readme_sipling_mentions():
     return out
 
 
+DOCS = ("docs/edge.md", "docs/config.md", "boards/README.md")
+
+
 def test_every_sipling_option_in_the_readme_is_accepted():
+    _check_mentions(_readme_sipling_mentions(), 15)
+
+
+def test_every_sipling_option_in_the_other_docs_is_accepted():
+    text = ""
+    for rel in DOCS:
+        with open(os.path.join(ROOT, rel)) as f:
+            text += f.read() + "\n"
+    _check_mentions(_readme_sipling_mentions(text), 5)
+
+
+def _check_mentions(mentions, at_least):
     subs = _subparsers()
-    mentions = _readme_sipling_mentions()
-    assert len(mentions) > 15
+    assert len(mentions) > at_least
     bad = []
     for cmd, toks in mentions:
         if cmd not in subs:
