@@ -11,7 +11,7 @@ from . import message
 from . import transaction as T
 
 USER_AGENT = b"sipling/0.1"
-KEEP = const(6)         # answered requests kept to absorb their retransmissions (Timer J)
+KEEP = const(4)         # answered requests kept to absorb their retransmissions (Timer J)
 KEEP_CLIENT = const(2)  # our finished requests kept to absorb response retransmissions (K)
 
 
