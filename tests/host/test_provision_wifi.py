@@ -78,7 +78,7 @@ def test_password_on_the_command_line_is_refused_unechoed(capsys):
         cli.main(["provision", "--port", "x", "--aor", "sip:d@e.test", "--proxy", "1.2.3.4",
                   "--owner", "sip:o@e.test", "--board", "esp32-generic", "--wifi-ssid", "home",
                   "--wifi-password", PASSWORD])
-    assert e.value.code == 2
+    assert e.value.code == 1
     out, err = capsys.readouterr()
     assert "ends up in shell history" in err
     assert PASSWORD not in out + err
@@ -86,8 +86,9 @@ def test_password_on_the_command_line_is_refused_unechoed(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["provision", "--port", "x", "--aor", "sip:d@e.test", "--proxy", "1.2.3.4",
                   "--owner", "sip:o@e.test", "--wifi-pass", PASSWORD])
-    assert e.value.code == 2
-    assert "unrecognized arguments: --wifi-pass" in capsys.readouterr().err
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "unknown option --wifi-pass;" in err and PASSWORD not in err
 
 
 def test_real_board_without_wifi_is_one_line_before_the_port_is_opened(tmp_path, capfd, monkeypatch):
