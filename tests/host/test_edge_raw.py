@@ -5,6 +5,7 @@ the proxy is a scripted UDP registrar that answers 200.
 """
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -46,8 +47,17 @@ def test_raw_esp_register_through_edge(tmp_path):
     plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     plain.bind((DEV, 0))
     plain.settimeout(5)
+    head = []
     try:
-        time.sleep(0.8)
+        # the edge says when its sockets are bound; a fixed sleep was flaky on a loaded machine
+        deadline = time.time() + 15
+        while time.time() < deadline and not any("listening" in ln for ln in head):
+            if select.select([edge.stdout], [], [], 0.2)[0]:
+                ln = edge.stdout.readline()
+                if not ln:
+                    break
+                head.append(ln)
+        assert any("listening" in ln for ln in head), head
         dev = Device(IK, CK, [("hmac-sha-1-96", "aes-cbc")], host=DEV)
         plain.sendto(dev.first_register(("ipsec-3gpp",)), ("127.0.0.1", sip))
         dev.choose(plain.recv(65535), "ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
@@ -66,7 +76,7 @@ def test_raw_esp_register_through_edge(tmp_path):
         assert r.status == 200
     finally:
         edge.terminate()
-        out = edge.communicate(timeout=5)[0]
+        out = "".join(head) + edge.communicate(timeout=5)[0]
         for s in (raw, plain, proxy):
             s.close()
     assert "raw ESP" in out and "agreed ipsec-3gpp" in out, out
