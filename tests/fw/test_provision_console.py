@@ -103,3 +103,22 @@ def test_config_path_default():
         assert p == g("SIPLING_CONFIG")
     else:
         assert p in ("sipling.json", "/sipling.json")
+
+
+def test_app_console_recovers_at_boot_and_builds_the_provisioner_on_the_first_frame():
+    d = tmpdirs.make("sipling-fw-con-lazy")
+    path = d + "/sipling.json"
+    f = realfs.open(path + ".new", "wb")      # a transfer cut by a power loss
+    f.write(b'{"half a tr')
+    f.close()
+    con = console.app_console(lambda line: "ok", None, path=path)
+    con.out = Out()
+    assert con.boot_note == "dropped unfinished %s.new" % path
+    assert not realfs.exists(path + ".new")
+    assert con.provisioner is None            # no provisioning code loaded until a frame comes
+    assert con.store.path == path
+    con.feed(frame.encode(frame.HELLO, 7))
+    assert con.provisioner is not None
+    r = frame.decode(con.out.data().split(frame.MARKER)[1].split(b"\n")[0])
+    assert (r[1], r[2]) == (frame.OK, 7)
+    tmpdirs.remove(d)

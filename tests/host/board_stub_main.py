@@ -86,7 +86,7 @@ def main(argv):
     if not use_asyncio:
         # what an app's poll loop does: app_console() builds the store + provisioner itself
         con = console.app_console(on_line, on_commit, path="sipling.json")
-        box["st"] = con.provisioner.store
+        box["st"] = con.store
         note = con.boot_note
         boot(con, note)
         p = select.poll()

@@ -156,24 +156,38 @@ def config_path():
     return "sipling.json" if sys.platform == "linux" else "/sipling.json"
 
 
-def _provisioner(path, on_commit=None):
-    import sipling
+def _store(path):
+    """The config store, recovered: a transfer cut by a power loss is dropped, the old
+    config stays. Returns (store, note: None or what recovery did)."""
     from sipling.shell import fs
     from sipling.provision.store import Store
-    from sipling.provision.device import Provisioner
     st = Store(fs, path or config_path())
-    note = st.recover()
-    return Provisioner(st, on_commit=on_commit, fw=getattr(sipling, "VERSION", "")), note
+    return st, st.recover()
+
+
+def _provisioner(store, on_commit=None):
+    import sipling
+    from sipling.provision.device import Provisioner
+    return Provisioner(store, on_commit=on_commit, fw=getattr(sipling, "VERSION", ""))
 
 
 def app_console(on_line, on_commit=None, path=None, echo=False):
     """The console an app needs: typed lines to on_line, provisioning into the config store
-    (boot recovery done here: a transfer cut by a power loss is dropped, the old config
-    stays). on_commit(name) runs after a new config replaced the old one (reload there).
-    The Console's .provisioner and .boot_note (None or what recovery did) are set."""
-    prov, note = _provisioner(path, on_commit)
-    con = Console(on_line, prov.handle_frame, echo=echo)
-    con.provisioner = prov
+    (boot recovery done here). on_commit(name) runs after a new config replaced the old one
+    (reload there). The Console's .store and .boot_note (None or what recovery did) are set;
+    .provisioner is created with the first provisioning frame (its code stays out of the
+    heap of a board that is never re-provisioned)."""
+    st, note = _store(path)
+    con = Console(on_line, None, echo=echo)
+
+    def on_frame(body):
+        if con.provisioner is None:
+            con.provisioner = _provisioner(st, on_commit)
+        return con.provisioner.handle_frame(body)
+
+    con.on_frame = on_frame
+    con.provisioner = None
+    con.store = st
     con.boot_note = note
     return con
 
@@ -183,7 +197,7 @@ def serve_provisioning(path=None, idle_ms=30000):
 
     For the REPL (no app running). Returns the number of commits."""
     import time
-    prov, _ = _provisioner(path)
+    prov = _provisioner(_store(path)[0])
     con = Console(None, prov.handle_frame)
     poller = select.poll()
     poller.register(con.inp, select.POLLIN)
