@@ -346,8 +346,20 @@ def build(board, out_dir, config=None, firmware=None, arch=None, frozen=False, s
                " MicroPython v%d.%d" % fw_version if fw_version else "", fw_size, fw_off, vfs_off))
     with open(os.path.join(out_dir, IMAGE_JSON), "w") as f:
         json.dump(summary, f, indent=1)
+    memory_note(board, files, say)
     say("next: sipling flash --board %s --port /dev/ttyUSB0 --image %s" % (board["name"], out_dir))
     return summary
+
+
+def memory_note(board, files, say):
+    """Say so when the app's code will be loaded into RAM on a board without PSRAM: there the
+    .mpy files alone exceed the heap the app can count on (boards/README.md, "Memory")."""
+    code = sum(len(d) for p, d, _o in files if p.startswith("/sipling/") and p.endswith(".mpy"))
+    if code and not board.get("psram"):
+        say("  note: the app's code (%d KB of .mpy) is copied into RAM when it loads from this filesystem,"
+            " and %s has no PSRAM (about %d KiB of heap): freeze it into the firmware instead"
+            " (boards/README.md, \"Frozen firmware\" and \"Memory\")"
+            % (code // 1000, board["name"], board.get("heap_kb", 110)))
 
 
 def add_arguments(p):

@@ -278,3 +278,16 @@ def test_firmware_version_must_load_our_mpy(tmp_path):
                     "too old for .mpy v6")
     r = _sipling("image", "--board", "esp32-generic", "--out", out, "--firmware", new, env=env)
     assert r.returncode == 0 and "new.bin MicroPython v1.26" in r.stdout, r.stdout + r.stderr
+
+
+def test_image_says_when_the_code_will_not_fit_a_board_without_psram(tmp_path):
+    said = []
+    image.build(boards.load_board("esp32-generic"), str(tmp_path / "g"), say=said.append)
+    notes = [s for s in said if "note:" in s]
+    assert len(notes) == 1 and "no PSRAM" in notes[0] and "freeze it into the firmware" in notes[0]
+    said = []
+    image.build(boards.load_board("esp32-generic"), str(tmp_path / "f"), frozen=True, say=said.append)
+    assert not [s for s in said if "note:" in s]          # code frozen in flash: nothing to say
+    said = []
+    image.build(boards.load_board("esp32-cam"), str(tmp_path / "c"), say=said.append)
+    assert not [s for s in said if "note:" in s]          # PSRAM: the heap is megabytes
