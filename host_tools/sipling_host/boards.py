@@ -11,6 +11,7 @@ import json
 import os
 
 from .errors import UserError
+from .paths import boards_dir
 
 # chip -> (esptool --chip name, ESP image header chip id, mpy-cross archs that run on it,
 #          human name esptool prints). Chip ids: esptool targets' IMAGE_CHIP_ID.
@@ -28,15 +29,6 @@ _SIZES = {"2MB": 2, "4MB": 4, "8MB": 8, "16MB": 16, "32MB": 32}
 _KINDS = ("actuator", "button", "sensor")  # what firmware/sipling/shell/board.py accepts
 _FLASH_KEYS = ("flash_size", "firmware_offset", "vfs_offset", "vfs_block_size", "vfs_blocks",
                "mpy_arch", "psram", "heap_kb")
-
-
-def boards_dir():
-    """The boards/ folder of this checkout (env SIPLING_BOARDS overrides)."""
-    env = os.environ.get("SIPLING_BOARDS")
-    if env:
-        return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "boards"))
 
 
 def list_boards(directory=None):

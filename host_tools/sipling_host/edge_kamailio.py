@@ -14,7 +14,7 @@ import time
 
 from .errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .paths import ROOT
 CFG = os.path.join(ROOT, "tests", "interop", "kamailio", "edge.cfg")
 
 

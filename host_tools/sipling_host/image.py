@@ -23,6 +23,7 @@ import tempfile
 
 from . import boards
 from .errors import UserError
+from .paths import firmware_dir
 
 HELP = "build the board's filesystem image (.mpy in littlefs2), optionally merged with stock MicroPython"
 
@@ -41,13 +42,6 @@ _HOST_ARCH = {"x86_64": "x64", "amd64": "x64", "i686": "x86", "i386": "x86", "ar
 IMAGE_JSON = "image.json"  # what `sipling image` wrote, read back by `sipling flash`
 
 
-def firmware_dir():
-    """The firmware/ folder of this checkout (env SIPLING_FIRMWARE overrides)."""
-    env = os.environ.get("SIPLING_FIRMWARE")
-    if env:
-        return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "firmware"))
 
 
 def app_files(src):

@@ -6,7 +6,7 @@ import sys
 
 from .errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .paths import ROOT
 
 
 def _runnable(path):

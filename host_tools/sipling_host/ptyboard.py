@@ -25,10 +25,7 @@ import time
 import tty
 
 from . import mpbin
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-FIRMWARE = os.path.join(ROOT, "firmware")
+from .paths import firmware_dir
 
 
 _LAUNCH = ("import sys; sys.path.insert(0, sys.argv[1]); import micropython_run; "
@@ -95,7 +92,7 @@ class PtyBoard:
         os.makedirs(self.cwd, exist_ok=True)
         self.path = link or os.path.join(self._own_dir, "board.tty")
         self.interactive = interactive
-        self.micropath = micropath or [FIRMWARE]
+        self.micropath = micropath or [firmware_dir()]
         self.micropython = micropython
         self.env = env
         self.proc = None
@@ -331,7 +328,7 @@ def run(argv, env=None, link=None, cwd=None, interactive=True):
 
 def serve(script, args=(), cwd=None, link=None, interactive=True):
     """run() for a script on the firmware path: micropython SCRIPT ARGS..."""
-    env = dict(os.environ, MICROPYPATH=":".join([FIRMWARE, ".frozen"]))
+    env = dict(os.environ, MICROPYPATH=":".join([firmware_dir(), ".frozen"]))
     return run([mpbin.micropython(), os.path.abspath(script)] + list(args), env, link, cwd, interactive)
 
 

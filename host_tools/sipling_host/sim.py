@@ -21,9 +21,7 @@ from .errors import UserError
 
 HELP = "run the simulated board (MicroPython unix port) with a device config"
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIRMWARE = os.path.join(ROOT, "firmware")
-BOARDS = os.path.join(ROOT, "boards")
+from .paths import boards_dir, firmware_dir
 
 
 def add_arguments(p):
@@ -81,9 +79,9 @@ def prepare(args):
     elif args.check:
         raise UserError("%s has no sipling.json yet; provision the board or give --config FILE" % fs)
     board = args.board or (cfg["board"] if cfg else None) or (fs and _fs_board(fs)) or "sim"
-    bpath = os.path.join(BOARDS, board, "board.json")
+    bpath = os.path.join(boards_dir(), board, "board.json")
     if not os.path.isfile(bpath):
-        names = sorted(n for n in os.listdir(BOARDS) if os.path.isfile(os.path.join(BOARDS, n, "board.json")))
+        names = sorted(n for n in os.listdir(boards_dir()) if os.path.isfile(os.path.join(boards_dir(), n, "board.json")))
         raise UserError("no board named %s; choose one of %s" % (board, ", ".join(names)))
     host = cfg["local"]["host"] if cfg else "127.0.0.1"
     if raw is None and not host.startswith("127.") and not args.public:
@@ -104,8 +102,8 @@ def prepare(args):
         with os.fdopen(fd, "w") as f:
             json.dump(raw, f)
     mp = mpbin.micropython(args.micropython)
-    env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen", SIPLING_CONFIG=cpath, SIPLING_BOARD=bpath)
-    return [mp, os.path.join(FIRMWARE, "main.py")], env, tmp
+    env = dict(os.environ, MICROPYPATH=firmware_dir() + ":.frozen", SIPLING_CONFIG=cpath, SIPLING_BOARD=bpath)
+    return [mp, os.path.join(firmware_dir(), "main.py")], env, tmp
 
 
 def _fs_board(fs):
