@@ -88,16 +88,10 @@ _ct_eq = None
 
 
 def _pick():
-    # The viper compare where this port can run it, else the plain loop.
+    # the viper ct_eq where this port can run it (no allocation), else the plain loop
     global _ct_eq
-    _ct_eq = _ct_eq_plain
-    import sys
-    if sys.implementation.name == "micropython":
-        try:
-            from .viper_sum import ct_eq
-            _ct_eq = ct_eq
-        except Exception:
-            pass
+    from sipling.esp.viper_pick import pick
+    _ct_eq = pick("ct_eq", _ct_eq_plain)
 
 
 def make(alg, key):

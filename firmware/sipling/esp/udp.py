@@ -40,16 +40,10 @@ _sum16 = None
 
 
 def _pick():
-    # The viper word sum when this port can run it (no big-int garbage), else plain.
+    # the viper sum16 where this port can run it (no allocation), else the plain loop
     global _sum16
-    _sum16 = _sum16_plain
-    import sys
-    if sys.implementation.name == "micropython":
-        try:
-            from .viper_sum import sum16
-            _sum16 = sum16
-        except Exception:
-            pass
+    from sipling.esp.viper_pick import pick
+    _sum16 = pick("sum16", _sum16_plain)
 
 
 def checksum(src4, dst4, seg, n):
