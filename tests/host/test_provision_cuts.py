@@ -16,7 +16,10 @@ import pytest
 
 from sipling.provision import frame
 from sipling_host import provision
-from sipling_host.ptyboard import PtyBoard, FIRMWARE, ROOT
+from sipling_host.paths import ROOT, firmware_dir
+from sipling_host.ptyboard import PtyBoard
+
+FIRMWARE = firmware_dir()
 from sipling_host.serialport import open_port
 from peers import micropython
 from provhelp import board, boot_fp, fp16, board_file

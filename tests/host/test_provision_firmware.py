@@ -15,7 +15,10 @@ import pytest
 
 from sipling import config as devcfg
 from sipling_host import cli
-from sipling_host.ptyboard import PtyBoard, FIRMWARE, ROOT
+from sipling_host.paths import ROOT, firmware_dir
+from sipling_host.ptyboard import PtyBoard
+
+FIRMWARE = firmware_dir()
 
 from peers import micropython
 
