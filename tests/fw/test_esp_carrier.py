@@ -98,3 +98,74 @@ def test_raw_esp_protocol_50_when_root():
     finally:
         ra.close()
         rb.close()
+
+
+class _NoSock:
+    def close(self):
+        pass
+
+
+def _ip4(src, payload):
+    # minimal IPv4 header as a raw socket delivers it (RFC 791): IHL 5, protocol 50
+    h = bytearray(20)
+    h[0] = 0x45
+    h[9] = 50
+    for i, part in enumerate(src.split(".")):
+        h[12 + i] = int(part)
+    return bytes(h) + payload
+
+
+def test_older_packet_from_another_address_does_not_move_peer():
+    # an on-path attacker re-injects a delayed (authentic, not yet seen) packet from its own
+    # address: it passes the replay window but must not redirect our traffic (NAT rebinding
+    # follows only packets that move the window forward)
+    ue, p_ue, px, p_px = pair_dbs("hmac-sha-1-96", "aes-cbc")
+    b = esp_carrier.UdpCarrier(px, "127.0.0.1", 47514, keepalive_ms=0)
+    try:
+        from sipling.esp import udp
+        from sipling.shell import net
+        p1 = bytes(udp.protect_udp(p_ue.out_c, "127.0.0.1", "127.0.0.1", 5062, 5068, b"one"))
+        p2 = bytes(udp.protect_udp(p_ue.out_c, "127.0.0.1", "127.0.0.1", 5062, 5068, b"two"))
+        p3 = bytes(udp.protect_udp(p_ue.out_c, "127.0.0.1", "127.0.0.1", 5062, 5068, b"three"))
+        b.set_peer("127.0.0.1", 5999)
+        r = b.handle_datagram(p2, net.sockaddr("127.0.0.1", 6001), 0)
+        assert r is not None and bytes(r[3]) == b"two" and b.peer == ("127.0.0.1", 6001)
+        r = b.handle_datagram(p1, net.sockaddr("127.0.0.1", 6666), 0)  # seq 1 < top 2
+        assert r is not None and bytes(r[3]) == b"one"  # delivered (inside the window) ...
+        assert b.peer == ("127.0.0.1", 6001)  # ... but the peer stays put
+        r = b.handle_datagram(p3, net.sockaddr("127.0.0.1", 6002), 0)  # newer: a real rebinding
+        assert r is not None and b.peer == ("127.0.0.1", 6002)
+    finally:
+        b.close()
+    # the raw carrier follows the same rule for the IPv4 source address
+    ue, p_ue, px, p_px = pair_dbs("hmac-md5-96", "null")
+    rc = esp_carrier.RawCarrier(px, sock=_NoSock())
+    from sipling.esp import udp
+    q1 = bytes(udp.protect_udp(p_ue.out_c, "10.0.0.1", "10.0.0.2", 5062, 5068, b"one"))
+    q2 = bytes(udp.protect_udp(p_ue.out_c, "10.0.0.1", "10.0.0.2", 5062, 5068, b"two"))
+    rc.set_peer("10.0.0.1")
+    assert rc.handle_datagram(_ip4("10.0.0.1", q2), None, 0) is not None
+    assert rc.handle_datagram(_ip4("10.9.9.9", q1), None, 0) is not None
+    assert rc.peer == ("10.0.0.1", 0)
+
+
+def test_replay_mark_write_failure_drops_the_packet():
+    # ipsec-man: the inbound window top could not be stored (flash full): the packet is
+    # not accepted, the carrier counts it and keeps working once the store works again
+    from sipling.esp import udp
+    ue, p_ue, px, p_px = pair_dbs("hmac-sha-1-96", "null")
+    fail = [True]
+    stored = []
+
+    def persist(v):
+        if fail[0]:
+            raise OSError(28)
+        stored.append(v)
+    p_px.in_s.window.reserve(persist, 8)
+    rc = esp_carrier.RawCarrier(px, sock=_NoSock())
+    q1 = bytes(udp.protect_udp(p_ue.out_c, "10.0.0.1", "10.0.0.2", 5062, 5068, b"one"))
+    assert rc.handle_datagram(_ip4("10.0.0.1", q1), None, 0) is None
+    assert rc.errors == 1 and p_px.in_s.window.top == 0 and rc.peer is None
+    fail[0] = False
+    r = rc.handle_datagram(_ip4("10.0.0.1", q1), None, 0)
+    assert r is not None and bytes(r[3]) == b"one" and stored == [8]

@@ -5,6 +5,7 @@
 from micropython import const
 
 DEFAULT_SIZE = const(128)  # RFC 4303: at least 32, 64 recommended
+_SEQ_MAX = const(0xFFFFFFFF)
 
 
 class Window:
@@ -14,6 +15,23 @@ class Window:
         self.size = size
         self.top = 0  # highest sequence number authenticated so far
         self._bits = bytearray(size // 8)
+        self.limit = _SEQ_MAX  # top may grow to this without a persist() call
+        self._persist = None
+        self._block = 1
+        self.writes = 0
+
+    def reserve(self, persist, block=8):
+        """Manual keys: persist(value) (it has stored value, or raised, when it returns)
+        is called before .top passes the stored value, with value = the new top + block - 1,
+        so flash is written once per `block` numbers. The mark is rounded UP: restore() of
+        the stored value refuses every number accepted before a reboot (plus at most
+        block - 1 the sender had not used yet: those packets are lost, never replayed).
+        If persist() raises, the packet is not accepted (update() changes nothing)."""
+        if block < 1:
+            raise ValueError("block must be >= 1")
+        self._persist = persist
+        self._block = block
+        self.limit = self.top
 
     def restore(self, top):
         """After a reboot (manual keys): treat every number <= top as already seen.
@@ -45,6 +63,13 @@ class Window:
         top = self.top
         b = self._bits
         if seq > top:
+            if seq > self.limit:
+                lim = seq + self._block - 1
+                if lim > _SEQ_MAX:
+                    lim = _SEQ_MAX
+                self._persist(lim)  # stored before the window moves past the old mark
+                self.writes += 1
+                self.limit = lim
             diff = seq - top
             if diff >= self.size:
                 for k in range(len(b)):

@@ -165,12 +165,15 @@ class SADB:
             raise
         return Pair(made[0], made[1], made[2], made[3])
 
-    def install_manual(self, conf, hwm, persist, now_ms=0, block=1024, rx_top=None):
+    def install_manual(self, conf, hwm, persist, now_ms=0, block=1024, rx_top=None,
+                       rx_persist=None, rx_block=8):
         """ipsec-man: the provisioned four-SA set. conf holds the same fields as
         install_3gpp's arguments; hwm(spi) -> stored high-water mark (0 if none) and
         persist(spi, value) stores one, so sequence numbers never repeat (seq.py).
         rx_top(spi) -> the last stored .window.top of an inbound SA (or 0): numbers up to
-        it are refused after a reboot, so packets captured before it cannot be replayed."""
+        it are refused after a reboot, so packets captured before it cannot be replayed.
+        rx_persist(spi, value) stores that mark, rx_block numbers ahead of the window top
+        (replay.Window.reserve: rounded up, so it is never below an accepted number)."""
         c1 = seq.Reserved(hwm(conf["their_spi_s"]), _bind(persist, conf["their_spi_s"]), block)
         c4 = seq.Reserved(hwm(conf["their_spi_c"]), _bind(persist, conf["their_spi_c"]), block)
         pair = self.install_3gpp(
@@ -183,6 +186,9 @@ class SADB:
                 top = rx_top(sa.spi)
                 if top:
                     sa.window.restore(top)
+        if rx_persist is not None:
+            for sa in (pair.in_s, pair.in_c):
+                sa.window.reserve(_bind(rx_persist, sa.spi), rx_block)
         return pair
 
     def lookup(self, spi, now_ms=None):

@@ -5,7 +5,11 @@
 #   a lone 0xFF byte is a NAT keep-alive (section 2.3): sent when nothing else went out
 #   for keepalive_ms (section 4, default 20 s) and ignored on receipt. A payload starting
 #   with the 4-byte non-ESP marker (zero SPI) belongs to IKE and is ignored. Replies go
-#   to the address and port the last authenticated ESP came from (what survives a NAT).
+#   to the address and port the last authenticated ESP came from (what survives a NAT),
+#   but only a packet that moved its SA's replay window forward re-points them: an older
+#   packet still inside the window (delayed, or re-injected by an on-path attacker from
+#   another address) is delivered but does not redirect our traffic (the rule IKEv2 uses for
+#   NAT address updates, RFC 7296 2.23: authenticated and newer than anything seen).
 # RawCarrier: ESP directly in IPv4 as protocol 50 on a SOCK_RAW socket (root on the unix
 #   port; whether lwIP on ESP32 delivers protocol 50 to raw sockets is unverified).
 #
@@ -38,6 +42,21 @@ class _Carrier:
     def close(self):
         self.sock.close()
 
+    def _open(self, pkt, now_ms):
+        # (result, moved): moved is True when the packet raised its SA's window top
+        spi = (pkt[0] << 24) | (pkt[1] << 16) | (pkt[2] << 8) | pkt[3] if len(pkt) >= 4 else -1
+        sa = self.db.inbound.get(spi)
+        before = sa.window.top if sa is not None and sa.window is not None else None
+        try:
+            r = esp_udp.open_udp(self.db, pkt, now_ms)
+        except Exception:  # e.g. the replay mark could not be stored: not accepted
+            self.errors += 1
+            return None, False
+        if r is None:
+            return None, False
+        w = r[0].window
+        return r, before is None or (w is not None and w.top > before)
+
 
 class UdpCarrier(_Carrier):
     def __init__(self, db, host="0.0.0.0", port=4500, keepalive_ms=20000, sock=None):
@@ -50,6 +69,7 @@ class UdpCarrier(_Carrier):
         self.keepalives_rx = 0
         self.keepalives_tx = 0
         self.non_esp = 0
+        self.errors = 0
 
     def set_peer(self, ip, port, now_ms=0):
         if self.peer != (ip, port):
@@ -82,8 +102,8 @@ class UdpCarrier(_Carrier):
         if len(data) >= 4 and data[0] == 0 and data[1] == 0 and data[2] == 0 and data[3] == 0:
             self.non_esp += 1  # RFC 3948 2.2 non-ESP marker (IKE): not ours
             return None
-        r = esp_udp.open_udp(self.db, data, now_ms)
-        if r is not None:
+        r, moved = self._open(data, now_ms)
+        if moved:
             ip, port = net.peer(addr)
             if self.peer != (ip, port):  # follow the authenticated source (NAT rebinding)
                 self.peer = (ip, port)
@@ -100,6 +120,7 @@ class RawCarrier(_Carrier):
         self.sock = sock
         self.peer = None
         self._peer_addr = None
+        self.errors = 0
 
     def set_peer(self, ip, port=0, now_ms=0):
         self.peer = (ip, 0)
@@ -121,8 +142,8 @@ class RawCarrier(_Carrier):
         if len(data) < 20 or (data[0] >> 4) != 4 or data[9] != _IPPROTO_ESP:
             return None
         ihl = (data[0] & 15) * 4
-        r = esp_udp.open_udp(self.db, memoryview(data)[ihl:], now_ms)
-        if r is not None:
+        r, moved = self._open(memoryview(data)[ihl:], now_ms)
+        if moved:
             src = "%d.%d.%d.%d" % (data[12], data[13], data[14], data[15])
             if self.peer != (src, 0):
                 self.set_peer(src)
