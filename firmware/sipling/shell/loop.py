@@ -64,8 +64,9 @@ def _guard(what, fn, *args):
 
 
 def _flush(app, transport):
-    for data, dst in app.datagrams_to_send():
-        transport.send(data, dst)
+    # each datagram guarded on its own: one that cannot be sent must not cost the others
+    for data, dst in _guard("send", app.datagrams_to_send) or ():
+        _guard("send", transport.send, data, dst)
 
 
 def run(app, transport, console=None):
@@ -156,6 +157,7 @@ class EspTransport:
         self._ck = binascii.unhexlify(ip["ck"])
         self.pair = None
         self.hwm_path = hwm_path
+        self.send_errors = 0
         self.local = cfg["local"]["host"]
         self.proxy = self.plain.proxy
 
@@ -183,8 +185,12 @@ class EspTransport:
                 "their_port_c": m["port_pc"], "their_port_s": m["port_ps"], "alg": m["alg"],
                 "ealg": m["ealg"], "ik": binascii.unhexlify(m["ik"]), "ck": binascii.unhexlify(m["ck"])}
         path = self.hwm_path
+        # inbound: the replay-window top, stored rounded up ("in-<spi>", esp/replay.py
+        # reserve) so a packet accepted before a reboot is refused after it (RFC 4303 3.4.3)
         self.pair = self.db.install_manual(conf, lambda spi: _hwm_read(path, spi),
-                                           lambda spi, v: _hwm_write(path, spi, v), now)
+                                           lambda spi, v: _hwm_write(path, spi, v), now,
+                                           rx_top=lambda spi: _hwm_read(path, "in-%d" % spi),
+                                           rx_persist=lambda spi, v: _hwm_write(path, "in-%d" % spi, v))
         log.info("esp", "installed provisioned ipsec-man SAs spi %d/%d/%d/%d"
                  % (m["spi_uc"], m["spi_us"], m["spi_pc"], m["spi_ps"]))
 
@@ -208,8 +214,11 @@ class EspTransport:
         sa = pr.out_s if data[:4] == b"SIP/" else pr.out_c
         try:
             self.carrier.send_udp(sa, self.local, dst[0], sa.sport, sa.dport, data)
-        except OSError as e:
-            log.warn("esp", "send failed: %s" % e)
+        except Exception as e:
+            # OSError from the socket; ValueError/EspError for a datagram too large for the
+            # SA buffer; SeqExhausted: drop this one datagram, keep serving
+            self.send_errors += 1
+            log.warn("esp", "send of %d bytes to %s:%d dropped: %s" % (len(data), dst[0], sa.dport, e))
             return
         log.trace("out", "udp", (self.local, sa.sport), (dst[0], sa.dport), data)
 
