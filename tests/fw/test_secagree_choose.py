@@ -62,10 +62,10 @@ def _line(q, alg, ealg, spi=1000):
 
 
 def test_ipsec_each_line_is_its_own_candidate():
-    lines = [_line("0.4", *SHA_AES, spi=1), _line("0.3", *MD5_AES, spi=3),
-             _line("0.2", *SHA_NULL, spi=5), _line("0.1", *MD5_NULL, spi=7)]
+    lines = [_line("0.4", *SHA_AES, spi=1001), _line("0.3", *MD5_AES, spi=1003),
+             _line("0.2", *SHA_NULL, spi=1005), _line("0.1", *MD5_NULL, spi=1007)]
     best, ip, refused = choose(lines, pol(ipsec_algs=(SHA_NULL, MD5_AES)), False)
-    assert (ip["alg"], ip["ealg"], ip["spi_c"]) == (b"hmac-md5-96", b"aes-cbc", 3)
+    assert (ip["alg"], ip["ealg"], ip["spi_c"]) == (b"hmac-md5-96", b"aes-cbc", 1003)
     reasons = [w for _, w in refused]
     assert reasons == ["alg=hmac-sha-1-96 ealg=aes-cbc was not offered",
                        "alg=hmac-md5-96 ealg=null was not offered",
@@ -92,16 +92,16 @@ def test_appendix_a_single_spi_form_is_refused_with_reason():
 
 
 def test_absent_ealg_means_null():
-    best, ip, _ = choose([b"ipsec-3gpp;q=0.1;alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=3;port-s=4"],
+    best, ip, _ = choose([b"ipsec-3gpp;q=0.1;alg=hmac-sha-1-96;spi-c=1001;spi-s=1002;port-c=3;port-s=4"],
                          pol(), False)
     assert ip["ealg"] == b"null"
 
 
 def test_missing_spis_or_ports_abort():
     for line, missing in (
-            (b"ipsec-3gpp;q=0.5;alg=hmac-sha-1-96;ealg=null;spi-s=2;port-s=4", "spi-c,port-c"),
+            (b"ipsec-3gpp;q=0.5;alg=hmac-sha-1-96;ealg=null;spi-s=1002;port-s=4", "spi-c,port-c"),
             (b"ipsec-3gpp;q=0.5;alg=hmac-sha-1-96;ealg=null", "spi-c,spi-s,port-c,port-s"),
-            (b"ipsec-3gpp;q=0.5;ealg=null;spi-c=1;spi-s=2;port-c=3;port-s=4", "alg")):
+            (b"ipsec-3gpp;q=0.5;ealg=null;spi-c=1001;spi-s=1002;port-c=3;port-s=4", "alg")):
         e = raises(Abort, choose, [line, b"digest;q=0.1"], pol(), True)
         assert str(e) == "chosen ipsec-3gpp lacks %s (RFC 3329 2.3.1: agreement aborted)" % missing
 
@@ -160,3 +160,34 @@ def test_policy_accepts_every_pair_the_device_config_accepts():
     pairs = [(a, e) for a in config.ALGS for e in config.EALGS]
     p = Policy(mechanisms=("ipsec-3gpp",), ipsec_algs=pairs)
     assert len(p.ipsec_algs) == len(pairs)
+
+
+def test_reserved_and_equal_spis_are_refused_with_reason():
+    # RFC 4303 2.1: SPI 1-255 reserved, 0 never used; the four SAs need distinct SPIs
+    base = "ipsec-3gpp;q=0.%d;prot=esp;mod=trans;%s;port-c=6000;port-s=6001;alg=hmac-sha-1-96;ealg=aes-cbc"
+    lines = [(base % (9, "spi-c=5;spi-s=1000")).encode(), (base % (8, "spi-c=1000;spi-s=0")).encode(),
+             (base % (7, "spi-c=4000;spi-s=4000")).encode(), (base % (6, "spi-c=255;spi-s=256")).encode(),
+             b"digest;q=0.1"]
+    best, ip, refused = choose(lines, pol(), True)
+    assert best.name == b"digest"
+    assert refused == [(lines[0], "spi-c=5 is reserved (RFC 4303 2.1: SPI 0-255 cannot name an SA)"),
+                       (lines[1], "spi-s=0 is reserved (RFC 4303 2.1: SPI 0-255 cannot name an SA)"),
+                       (lines[2], "spi-c equals spi-s (4000): the four SAs need distinct SPIs"),
+                       (lines[3], "spi-c=255 is reserved (RFC 4303 2.1: SPI 0-255 cannot name an SA)")]
+    e = raises(Abort, choose, lines[:1], pol(), False)
+    assert str(e).startswith("no acceptable mechanism in Security-Server: ")
+    assert str(e).endswith(": spi-c=5 is reserved (RFC 4303 2.1: SPI 0-255 cannot name an SA)")
+    # the lowest usable SPI is accepted
+    best, ip, _ = choose([(base % (5, "spi-c=256;spi-s=257")).encode()], pol(), False)
+    assert (ip["spi_c"], ip["spi_s"]) == (256, 257)
+
+
+def test_log_text_of_peer_bytes_is_ascii_and_never_raises():
+    from sipling.secagree.choose import short
+    assert short(b'foo;q=0.1;x="\xff\xfe"') == 'foo;q=0.1;x="\\xff\\xfe"'
+    assert short(b"a\r\nInjected: 1") == "a\\x0d\\x0aInjected: 1"
+    # a cut through a multi-byte UTF-8 character (60 bytes of 2-byte characters + 1)
+    s = short(b"x" + "\u00e9".encode() * 40)
+    assert s == "x" + "\\xc3\\xa9" * 29 + "\\xc3..."
+    e = raises(Abort, choose, [b'digest;q=0.2;d-alg="m\xffd5"'], pol(), True)
+    assert str(e) == 'no acceptable mechanism in Security-Server: digest;q=0.2;d-alg="m\\xffd5": d-alg=m\\xffd5 not supported'

@@ -84,14 +84,14 @@ def test_494_kamailio_list_agrees_and_echoes_byte_for_byte():
 
 
 def test_echo_keeps_case_spacing_order_and_line_split():
-    odd = [b"IPsec-3GPP ;Q=0.3; alg=hmac-sha-1-96 ;ealg=null;spi-s=9;spi-c=8;port-s=7;port-c=6",
+    odd = [b"IPsec-3GPP ;Q=0.3; alg=hmac-sha-1-96 ;ealg=null;spi-s=1009;spi-c=1008;port-s=7;port-c=6",
            b"digest;q=0.2 ,  ipsec-man;q=0.25;x=\"a, b\""]
     c = SecAgreeClient(pol(), SeqRand())
     c.start(0)
     ev = c.on_response(494, [(b"security-server", odd[0]), (b"SECURITY-SERVER", odd[1]), CHALLENGE], 5)
     ag = data(ev, "agreed")
     assert ag.mechanism == b"ipsec-3gpp"
-    assert (ag.peer["spi_c"], ag.peer["spi_s"], ag.peer["port_c"], ag.peer["port_s"]) == (8, 9, 6, 7)
+    assert (ag.peer["spi_c"], ag.peer["spi_s"], ag.peer["port_c"], ag.peer["port_s"]) == (1008, 1009, 6, 7)
     assert [v for n, v in c.request_headers() if n == b"Security-Verify"] == odd
 
 
@@ -233,11 +233,11 @@ def test_refresh_renegotiates_fresh_spis_and_port_c_keeps_port_s():
     assert len(sc) == 4 and sv == old.server_lines   # the client list is static (2.1)
     assert ("spi-c=%d;" % old.local["spi_c"]).encode() not in sc[0]
     assert c.local["port_s"] == old.local["port_s"] and c.local["port_c"] != old.local["port_c"]
-    new = [b"ipsec-3gpp;q=0.1;prot=esp;mod=trans;spi-c=77;spi-s=78;port-c=5100;port-s=5101;alg=hmac-sha-1-96;ealg=null"]
+    new = [b"ipsec-3gpp;q=0.1;prot=esp;mod=trans;spi-c=1077;spi-s=1078;port-c=5100;port-s=5101;alg=hmac-sha-1-96;ealg=null"]
     ev = c.on_response(401, [(b"Security-Server", new[0]), CHALLENGE], 300100)
     assert kinds(ev)[0] == "drop" and data(ev, "drop") is old
     ag = data(ev, "agreed")
-    assert ag.local == c.local and ag.peer["spi_c"] == 77 and ag.sas()[0][2] == c.local["port_c"]
+    assert ag.local == c.local and ag.peer["spi_c"] == 1077 and ag.sas()[0][2] == c.local["port_c"]
     assert [v for n, v in c.request_headers() if n == b"Security-Verify"] == new
     assert "on refresh" in [d for k, d in ev if k == "log"][-1]
 
@@ -360,3 +360,14 @@ def test_binding_expiry_during_backoff_keeps_the_retry():
     assert c.handle_timer(1000) == []                        # nothing left to drop
     assert c.state == C.BACKOFF and c.get_timer() == 2200    # the retry survives, no stale timer
     assert kinds(c.handle_timer(2200)) == ["offer", "log"] and c.get_timer() is None
+
+
+def test_non_utf8_item_in_security_server_is_logged_escaped():
+    # an unknown item with bytes that are not UTF-8 is refused and logged, never raised
+    lines = [b'digest;q=0.2;d-alg=md5;d-qop=auth, foo;q=0.1;x="\xff\xfe"']
+    c = SecAgreeClient(pol(), SeqRand())
+    c.start(0)
+    ev = c.on_response(494, [(b"Security-Server", lines[0]), CHALLENGE], 5)
+    assert data(ev, "agreed").mechanism == b"digest"
+    logs = [d for k, d in ev if k == "log"]
+    assert [x for x in logs if x.startswith('sec-agree: refused foo;q=0.1;x="\\xff\\xfe": ')] != []

@@ -479,3 +479,203 @@ def test_invite_405_is_retransmitted_until_the_ack():
     app.handle_timer(3600)
     assert app.datagrams_to_send() == []
     assert app.ua.counters["retransmissions_absorbed"] == 1
+
+
+# --- no registration without a security agreement (RFC 3329 2.3.1; DESIGN.md 4 rules 5, 6) ---
+
+def _ipsec_app(installed, dropped, board=None, on_agreed=None):
+    cfg, problems = config.validate({
+        "version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test"},
+        "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
+        "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
+        "secagree": {"mechanisms": ["ipsec-3gpp"], "require_ipsec": True},
+        "ipsec": {"ik": "00112233445566778899aabbccddeeff", "ck": "ffeeddccbbaa99887766554433221100",
+                  "algs": [["hmac-sha-1-96", "aes-cbc"]]},
+        "owners": ["sip:alice@example.test"]})
+    assert problems == [], problems
+    return App(cfg, board or SimBoard(), make_rand(), keepalive_ms=0,
+               on_agreed=on_agreed or installed.append, on_drop=dropped.append)
+
+
+def _logs(app):
+    out = []
+    app.ua.log = lambda lvl, m: out.append((lvl, m))
+    app.sa.log = lambda lvl, m: out.append((lvl, m))
+    return out
+
+
+REFUSE_2XX = "2xx without security agreement: refusing to register unprotected"
+
+
+def test_2xx_to_the_plain_offer_is_refused_and_spoofed_commands_never_run():
+    # require_ipsec: a 200 to the first (plain) REGISTER means the server ignored sec-agree;
+    # the device must not count itself registered, and a plain MESSAGE from the proxy's
+    # address with a P-Asserted-Identity of an owner must run nothing
+    board = SimBoard()
+    installed, dropped = [], []
+    app = _ipsec_app(installed, dropped, board)
+    logs = _logs(app)
+    app.start(0)
+    [(r1, _)] = sent(app)
+    answer(app, r1, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=300")], 5)
+    assert app.ua.state == U.BACKOFF and not app.ua.registered()
+    assert app.ua.detail == REFUSE_2XX and installed == []
+    assert [m for lvl, m in logs if lvl == "error" and m.startswith(REFUSE_2XX)] != []
+    assert app.ua.t_backoff is not None and app.get_timer() is not None
+    app.receive(incoming("MESSAGE", "sip:mallory@evil.test", b"set relay on",
+                         extra=[("P-Asserted-Identity", "<sip:alice@example.test>")]), PROXY, True, 10)
+    assert sent(app) == [] and board.writes == 0 and board.values["relay"] is False
+    # the backoff ends in a fresh offer, not in an unprotected request
+    app.handle_timer(app.ua.t_backoff)
+    [(r2, _)] = sent(app)
+    assert r2.method == b"REGISTER" and r2.get("Security-Client") is not None
+    assert r2.get("Security-Verify") is None and app.ua.state == U.REGISTERING
+
+
+def test_2xx_to_the_plain_digest_offer_is_refused_too():
+    app, board = make_app()
+    app.start(0)
+    [(r1, _)] = sent(app)
+    answer(app, r1, 200, "OK", [("Contact", "<sip:door@127.0.0.1:5064>;expires=300")], 0)
+    assert app.ua.state == U.BACKOFF and app.ua.detail == REFUSE_2XX
+    app.receive(incoming("MESSAGE", "sip:alice@example.test", b"set relay on"), PROXY, True, 10)
+    assert sent(app) == [] and board.writes == 0
+
+
+def test_responses_before_the_agreement_only_from_the_proxy():
+    app, _ = make_app()
+    app.start(0)
+    [(r1, _)] = sent(app)
+    r = message.response(r1, 494, "Security Agreement Required",
+                         [("Security-Server", SERVER), ("WWW-Authenticate", CHALLENGE)], to_tag="x")
+    app.receive(r.serialize(), ("10.9.9.9", 5060), False, 5)
+    assert sent(app) == [] and app.ua.state == U.REGISTERING
+    assert app.ua.counters["ignored_unprotected"] == 1 and app.sa.mechanism() is None
+    app.receive(r.serialize(), PROXY, False, 6)  # the same answer from the proxy counts
+    [(r2, _)] = sent(app)
+    assert r2.get("Security-Verify") is not None and app.sa.mechanism() == "digest"
+
+
+def _udp_wait(fn):
+    import time
+    for _ in range(200):
+        r = fn()
+        if r is not None:
+            return r
+        time.sleep(0.005)
+    return None
+
+
+class _AgDigest:
+    mechanism = b"digest"
+
+    def describe(self):
+        return "digest"
+
+
+def test_esp_transport_plain_counts_as_protected_only_under_digest():
+    from sipling.shell import net
+    from sipling.shell.loop import EspTransport
+    cfg = {"local": {"host": "127.0.0.1", "port_c": 47362, "port_s": 47364},
+           "proxy": {"host": "127.0.0.1", "port": 47360},
+           "ipsec": {"carrier": "udp-encap", "encap_port": 47700, "peer_encap_port": 47701,
+                     "ik": "00112233445566778899aabbccddeeff", "ck": "0f0e0d0c0b0a09080706050403020100"}}
+    t = EspTransport(cfg, lambda n: bytes(range(n)))
+    proxy = net.udp_socket("127.0.0.1", 47360)
+    to_s = net.sockaddr("127.0.0.1", 47364)
+    try:
+        def one(data):
+            proxy.sendto(data, to_s)
+            return _udp_wait(lambda: t.recv(t.plain.sock_s))
+        # no SAs and no agreement: plain from the proxy's address is not protection
+        assert one(b"MESSAGE before") == (b"MESSAGE before", ("127.0.0.1", 47360), False)
+        t.agreed(_AgDigest())
+        assert one(b"MESSAGE digest") == (b"MESSAGE digest", ("127.0.0.1", 47360), True)
+        t.drop(_AgDigest())
+        assert one(b"MESSAGE dropped") == (b"MESSAGE dropped", ("127.0.0.1", 47360), False)
+    finally:
+        proxy.close()
+        t.close()
+
+
+def test_494_to_a_protected_message_alarms_and_backs_off():
+    app, _ = make_app(keepalive_ms=0)
+    register(app)
+    logs = _logs(app)
+    app.ua.send_message(b"sip:alice@example.test", b"hello", b"text/plain", 100)
+    [(m, _)] = sent(app)
+    answer(app, m, 494, "Security Agreement Required", [("Security-Server", SERVER)], 110)
+    alarms = [x for lvl, x in logs if lvl == "error" and x.startswith("ALARM: 494 to a protected MESSAGE")]
+    assert len(alarms) == 1 and alarms[0].endswith("; renegotiating")
+    # the same bounded backoff as a 494 to a REGISTER: nothing is sent until it ends
+    assert app.ua.state == U.BACKOFF and app.ua.failures == 1 and sent(app) == []
+    assert app.sa.mechanism() is None and not app.sa.protected()
+    d = app.ua.t_backoff - 110
+    assert 500 <= d <= 1000
+    app.handle_timer(app.ua.t_backoff)
+    [(r, _)] = sent(app)
+    assert r.method == b"REGISTER" and r.get("Security-Client") == b"digest" and r.get("Security-Verify") is None
+
+
+def test_494_to_a_protected_keepalive_alarms_and_backs_off():
+    app, _ = make_app(keepalive_ms=1000)
+    register(app)
+    logs = _logs(app)
+    app.handle_timer(1000)
+    [(ka, _)] = sent(app)
+    answer(app, ka, 494, "Security Agreement Required", [("Security-Server", SERVER)], 1010)
+    assert [x for lvl, x in logs if lvl == "error" and x.startswith("ALARM: 494 to a protected OPTIONS")] != []
+    assert app.ua.state == U.BACKOFF and app.ua.failures == 1 and sent(app) == []
+
+
+# --- one malformed response never leaves the UA stuck (no state without a timer) ---
+
+def _assert_backs_off_then_offers(app, now):
+    assert app.ua.state == U.BACKOFF and app.ua.t_backoff is not None
+    assert app.get_timer() is not None
+    app.handle_timer(app.ua.t_backoff)
+    out = sent(app)
+    assert len(out) == 1 and out[0][0].method == b"REGISTER" and out[0][0].get("Security-Verify") is None
+    assert app.ua.state == U.REGISTERING
+
+
+def test_non_utf8_security_server_item_does_not_stick_registration():
+    app, _ = make_app()
+    app.start(0)
+    [(r1, _)] = sent(app)
+    answer(app, r1, 494, "SAR", [("Security-Server", b'digest;q=0.2;d-alg=md5;d-qop=auth, foo;q=0.1;x="\xff\xfe"'),
+                                 ("WWW-Authenticate", CHALLENGE)], 0)
+    # the unknown item is refused (logged escaped), digest is agreed and the REGISTER resent
+    [(r2, _)] = sent(app)
+    assert r2.get("Security-Verify").startswith(b'digest;q=0.2;d-alg=md5;d-qop=auth;d-ver="')
+    assert r2.get("Security-Verify").endswith(b'foo;q=0.1;x="\xff\xfe"')
+    assert app.ua.state == U.REGISTERING and app.sa.mechanism() == "digest"
+
+
+def test_reserved_or_equal_peer_spis_are_refused_with_backoff():
+    for spis in (b"spi-c=5;spi-s=6", b"spi-c=0;spi-s=4000", b"spi-c=4000;spi-s=4000"):
+        installed, dropped = [], []
+        app = _ipsec_app(installed, dropped)
+        logs = _logs(app)
+        app.start(0)
+        [(r1, _)] = sent(app)
+        ss = b"ipsec-3gpp;q=0.5;prot=esp;mod=trans;" + spis + b";port-c=5066;port-s=5068;alg=hmac-sha-1-96;ealg=aes-cbc"
+        answer(app, r1, 494, "SAR", [("Security-Server", ss)], 5)
+        assert installed == []
+        assert [m for _, m in logs if "no acceptable mechanism" in m and ("reserved" in m or "equals" in m)] != []
+        _assert_backs_off_then_offers(app, 5)
+
+
+def test_exception_in_the_agreement_hook_is_a_failed_attempt():
+    # the transport refusing the SAs (install_3gpp raising) must not strand the UA
+    def boom(ag):
+        raise ValueError("SA database full")
+    installed, dropped = [], []
+    app = _ipsec_app(installed, dropped, on_agreed=boom)
+    logs = _logs(app)
+    app.start(0)
+    [(r1, _)] = sent(app)
+    answer(app, r1, 494, "SAR", [("Security-Server", IPSEC_SERVER)], 5)
+    assert ("error", "response to REGISTER not usable (ValueError: SA database full)") in logs
+    assert app.ua.detail == "response not usable: ValueError"
+    _assert_backs_off_then_offers(app, 5)

@@ -12,6 +12,8 @@
 # - Missing information for the chosen mechanism aborts (2.3.1 "MUST consider the current
 #   security agreement process aborted"); we never fall through to a weaker candidate.
 
+from micropython import const
+
 from sipling.secagree import mech as _m
 from sipling.secagree import policy as _p
 
@@ -23,9 +25,13 @@ class Abort(Exception):
         super().__init__(msg)
 
 
+_SPI_MIN = const(256)  # RFC 4303 2.1: SPIs 1-255 are reserved, 0 is never sent
+
+
 def short(raw, n=60):
-    """A mechanism's bytes for a log line, bounded (values may exceed 1 KB)."""
-    s = raw[:n].decode()
+    """A peer's bytes for a log line: bounded (values may exceed 1 KB) and printable ASCII,
+    anything else as \\xNN, so neither invalid UTF-8 nor a cut multi-byte character raises."""
+    s = "".join(chr(c) if 32 <= c < 127 else "\\x%02x" % c for c in raw[:n])
     return s + "..." if len(raw) > n else s
 
 
@@ -96,22 +102,28 @@ def _candidate(x, policy):
         except _m.ParseError as e:
             return "unparseable (%s)" % e
         if ip["prot"] != b"esp":
-            return "prot=%s not supported (ESP only)" % ip["prot"].decode()
+            return "prot=%s not supported (ESP only)" % short(ip["prot"])
         if ip["mod"] != b"trans":
-            return "mod=%s not supported (transport only)" % ip["mod"].decode()
+            return "mod=%s not supported (transport only)" % short(ip["mod"])
         if ip["alg"] is not None and (ip["alg"], ip["ealg"]) not in policy.ipsec_algs:
-            return "alg=%s ealg=%s was not offered" % (ip["alg"].decode(), ip["ealg"].decode())
+            return "alg=%s ealg=%s was not offered" % (short(ip["alg"]), short(ip["ealg"]))
         if b"spi" in x.params:
             # Appendix A: one inbound SPI for both server ports; our SA database keeps the
             # four TS 33.203 SAs with distinct SPIs (DESIGN.md 4), so this form cannot run
             return "single-SPI form (RFC 3329 App. A spi/port1/port2) cannot be set up as four SAs"
+        for k in ("spi_c", "spi_s"):
+            v = ip[k]
+            if v is not None and v < _SPI_MIN:
+                return "%s=%d is reserved (RFC 4303 2.1: SPI 0-255 cannot name an SA)" % (k.replace("_", "-"), v)
+        if ip["spi_c"] is not None and ip["spi_c"] == ip["spi_s"]:
+            return "spi-c equals spi-s (%d): the four SAs need distinct SPIs" % ip["spi_c"]
     elif x.name == _p.DIGEST:
         a = x.params.get(b"d-alg")
         if a is not None and a.lower() not in _p.D_ALGS:
-            return "d-alg=%s not supported" % a.decode()
+            return "d-alg=%s not supported" % short(a)
         q = x.params.get(b"d-qop")
         if q is not None and q.lower() not in _p.D_QOPS:
-            return "d-qop=%s not supported" % q.decode()
+            return "d-qop=%s not supported" % short(q)
     return None
 
 

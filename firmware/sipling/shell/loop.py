@@ -137,6 +137,8 @@ class EspTransport:
     port-s), responses to the proxy's requests on SA4 (our port-s -> their port-c). Once
     protected, plain datagrams count as unprotected (the UA ignores requests among them)."""
 
+    digest = False  # digest agreed: plain datagrams from the proxy's address are its protection
+
     def __init__(self, cfg, rand, carrier=None, hwm_path="sipling-seq.json"):
         import binascii
         from sipling.esp.sa import SADB
@@ -166,6 +168,7 @@ class EspTransport:
         if ag.mechanism == b"ipsec-man":
             return self._manual(now)
         if ag.mechanism != b"ipsec-3gpp":
+            self.digest = ag.mechanism == b"digest"
             return
         self.drop(ag)
         u, p = ag.local, ag.peer
@@ -195,6 +198,7 @@ class EspTransport:
                  % (m["spi_uc"], m["spi_us"], m["spi_pc"], m["spi_ps"]))
 
     def drop(self, ag=None):
+        self.digest = False
         if self.pair is not None:
             self.db.remove_pair(self.pair)
             self.pair = None
@@ -236,7 +240,9 @@ class EspTransport:
         r = self.plain.recv(sock)
         if r is None:
             return None
-        return r[0], r[1], self.pair is None and r[2]
+        # plain UDP from the proxy's address counts as protected only under an agreed digest
+        # mechanism; with no SAs (before any agreement, or after a drop) it is plain (RFC 3329 2.3.1)
+        return r[0], r[1], self.digest and r[2]
 
     def close(self):
         self.plain.close()

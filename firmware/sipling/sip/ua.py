@@ -31,6 +31,11 @@ _ALLOW_HDRS = ((b"Allow", ALLOW),)
 _OPTIONS_HDRS = ((b"Allow", ALLOW), (b"Accept", b"text/plain, application/json"), (b"Supported", b"sec-agree"))
 
 
+def _text(b):
+    # peer bytes for a log line: printable ASCII, anything else escaped (never raises)
+    return "".join(chr(c) if 32 <= c < 127 else "\\x%02x" % c for c in (b or b""))
+
+
 class UA(uac.Client):
     """cfg: validated config dict; agreement: uac.SecAgree (RFC 3329 client + digest glue);
     control: object with authorize(msg, trusted) -> (ok, who) and run(msg) -> (body, ctype,
@@ -90,15 +95,35 @@ class UA(uac.Client):
         self.start_tx(req, now, self._on_register)
 
     def _on_register(self, resp, now):
+        try:
+            self._register_answered(resp, now)
+        except Exception as e:
+            # one malformed response (bad bytes in Security-Server, SPIs the SA database
+            # refuses, ...) is a failed attempt with backoff, never a REGISTERING state
+            # without a timer
+            self.log("error", "response to REGISTER not usable (%s: %s)" % (type(e).__name__, e))
+            if self.state == UNREGISTERING:
+                self.sa.reset()
+                self._set(STOPPED, "de-register answer not usable")
+                return
+            self._fail(now, "response not usable: %s" % type(e).__name__)
+
+    def _register_answered(self, resp, now):
         st = resp.status if resp is not None else 408
         if st < 200:
             return
         stopping = self.state == UNREGISTERING
         if 200 <= st < 300:
-            self.sa.on_success(resp, now)
+            refused = self.sa.on_success(resp, now)
             if stopping:
                 self._set(STOPPED, "de-registered")
                 return
+            if refused is not None or not self.sa.protected():
+                # RFC 3329 2.3.1 / DESIGN.md 4 rule 6: a 2xx counts only under an agreement;
+                # a 2xx to the plain offer means the server ignored sec-agree
+                why = "2xx without security agreement: refusing to register unprotected"
+                self.log("error", why + (" (%s)" % refused[1] if refused is not None else ""))
+                return self._fail(now, why)
             exp = self._granted(resp)
             self.failures = 0
             self.counters["registrations"] += 1
@@ -130,10 +155,10 @@ class UA(uac.Client):
                 return self._retry_register(now, why)
             if verdict == "tamper":
                 self.log("error", "ALARM: %d to a protected REGISTER: %s; renegotiating" % (st, why))
-            return self._fail(now, "%d %s: %s" % (st, resp.reason.decode() if resp.reason else "", why))
+            return self._fail(now, "%d %s: %s" % (st, _text(resp.reason), why))
         if resp is None:
             return self._fail(now, "no answer from %s:%d" % self.proxy)
-        return self._fail(now, "%d %s" % (st, resp.reason.decode() if resp.reason else ""))
+        return self._fail(now, "%d %s" % (st, _text(resp.reason)))
 
     def _retry_register(self, now, why):
         self.detail = why
@@ -172,6 +197,17 @@ class UA(uac.Client):
         self._set(BACKOFF, why)
         self.log("warn", "registration failed (%s); retry %d in %d ms" % (why, self.failures, delay))
 
+    def _tampered(self, resp, now, what):
+        # DESIGN.md 4 rule 5 / RFC 3329 2.3.1: a 494 to any protected request means the
+        # Security-Server list was tampered with: alarm, drop the association and
+        # negotiate afresh through the same bounded backoff as a 494 to a REGISTER
+        try:
+            why = self.sa.on_response(resp, now)[1]
+        except Exception as e:
+            why = "%s: %s" % (type(e).__name__, e)
+        self.log("error", "ALARM: 494 to a protected %s: %s; renegotiating" % (what, why))
+        self._fail(now, "494 to a protected %s" % what)
+
     def lost(self, now, why):
         """The proxy no longer knows us (restart, unexpected 401/494, no answer): start over."""
         if self.state in (REGISTERED, REGISTERING):
@@ -202,6 +238,8 @@ class UA(uac.Client):
             return
         if resp is None:
             return self.lost(now, "keep-alive unanswered")
+        if resp.status == 494 and self.sa.protected():
+            return self._tampered(resp, now, "OPTIONS (keep-alive)")
         if resp.status in (401, 407, 494):
             return self.lost(now, "keep-alive answered %d" % resp.status)
         self.t_keepalive = now + self.keepalive_ms
@@ -232,15 +270,22 @@ class UA(uac.Client):
         """One datagram from src=(ip, port). protected: it came through the agreed protection
         (ESP on our SAs; for digest, from the first-hop proxy's address)."""
         if data[:4] == b"SIP/":
-            if not protected and self.sa.protected():
-                # after the agreement even responses come only through it (RFC 3329 2.3.1)
+            if self.sa.protected():
+                if not protected:
+                    # after the agreement even responses come only through it (RFC 3329 2.3.1)
+                    self.counters["ignored_unprotected"] += 1
+                    return
+            elif src[0] != self.proxy[0]:
+                # before it, answers to our offer come only from the configured proxy
                 self.counters["ignored_unprotected"] += 1
+                self.log("warn", "ignored response from %s:%d (not the proxy %s)" % (src[0], src[1], self.proxy[0]))
                 return
             msg, _ = parser.parse_or_reply(data)
             if msg is not None:
                 self._events(self.layer.receive(msg, now, False, src), now)
             return
-        trusted = protected and self.state in (REGISTERED, UNREGISTERING) and src == self.proxy
+        trusted = (protected and self.state in (REGISTERED, UNREGISTERING) and src == self.proxy
+                   and self.sa.protected())
         if not trusted:
             # RFC 3329 2.3.1: after agreement, only protected traffic counts; before it we
             # have no one to trust either.
@@ -299,7 +344,7 @@ class UA(uac.Client):
             return
         if self.in_flight() >= MAX_TX:
             # bounded memory under a flood: refuse rather than grow (events retry later)
-            self.log("warn", "MESSAGE to %s not sent: %d requests in flight" % (to_uri.decode(), self.in_flight()))
+            self.log("warn", "MESSAGE to %s not sent: %d requests in flight" % (_text(to_uri), self.in_flight()))
             if done:
                 done(False, "busy", now)
             return
@@ -310,10 +355,12 @@ class UA(uac.Client):
             if resp is not None and resp.status < 200:
                 return
             st = resp.status if resp is not None else 408
-            if st in (401, 407, 494):
+            if st == 494 and self.state == REGISTERED and self.sa.protected():
+                self._tampered(resp, t, "MESSAGE")
+            elif st in (401, 407, 494):
                 self.lost(t, "MESSAGE answered %d" % st)
             elif st >= 300:
-                self.log("warn", "MESSAGE to %s answered %d" % (to_uri.decode(), st))
+                self.log("warn", "MESSAGE to %s answered %d" % (_text(to_uri), st))
             if done:
                 done(200 <= st < 300, "%d" % st, t)
         self.start_tx(req, now, fin)

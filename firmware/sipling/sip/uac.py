@@ -276,7 +276,10 @@ class SecAgree:
         return v
 
     def on_success(self, resp, now):
+        """A 2xx: None when it confirms the agreement, else ('abort'|'failed', why) (a 2xx
+        to the plain offer means the server ignored sec-agree, RFC 3329 2.3.1)."""
         self.now = now
-        self._events(self.client.on_response(resp.status, resp, now))
+        v = self._events(self.client.on_response(resp.status, resp, now))
         if self.auth is not None:
             self.auth.on_success()
+        return v
