@@ -77,6 +77,9 @@ def run(app, transport, console=None):
     for s in transport.socks():
         p.register(s, select.POLLIN)
         socks[id(s)] = s
+        fileno = getattr(s, "fileno", None)
+        if fileno is not None:
+            socks[fileno()] = s  # CPython's poll() reports file descriptors, MicroPython's the object
     con_in = console.inp if console is not None else None
     if con_in is not None:
         p.register(con_in, select.POLLIN)
@@ -89,7 +92,7 @@ def run(app, transport, console=None):
             now = clock.now_ms()
             _guard("timer", app.handle_timer, now)
             if tick:
-                tick(now)  # ESP-in-UDP NAT keep-alive (RFC 3948 4)
+                _guard("keep-alive", tick, now)  # ESP-in-UDP NAT keep-alive (RFC 3948 4)
             _flush(app, transport)
             if app.stopping:
                 if deadline is None:
@@ -115,10 +118,10 @@ def run(app, transport, console=None):
                         con_in = None
                     _flush(app, transport)
                     continue
-                s = socks.get(id(obj))
+                s = socks.get(obj if isinstance(obj, int) else id(obj))
                 if s is None:
                     continue
-                r = transport.recv(s)
+                r = _guard("receive", transport.recv, s)
                 if r is not None:
                     _guard("receive", app.receive, r[0], r[1], r[2], now)
                 _flush(app, transport)
