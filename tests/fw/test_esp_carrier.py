@@ -5,17 +5,13 @@ import time
 from esp_util import pair_dbs
 
 from sipling.shell import esp_carrier
+from util import poll_until
 
 SIP = b"OPTIONS sip:ue@127.0.0.1:5064 SIP/2.0\r\nContent-Length: 0\r\n\r\n"
 
 
 def _wait(carrier, now_ms=0, tries=200):
-    for _ in range(tries):
-        r = carrier.receive(now_ms)
-        if r is not None:
-            return r
-        time.sleep(0.005)
-    return None
+    return poll_until(lambda: carrier.receive(now_ms), tries)
 
 
 def _sockets_quiet(carrier, tries=20):

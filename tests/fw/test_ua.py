@@ -5,6 +5,7 @@ from sipling.app import App
 from sipling.sip import message, parser
 from sipling.sip import ua as U
 from sipling.sip import uac
+from util import poll_until
 
 PROXY = ("127.0.0.1", 5060)
 SERVER = b"digest;q=0.2;d-alg=md5;d-qop=auth"
@@ -278,17 +279,8 @@ IPSEC_SERVER = (b"ipsec-3gpp;q=0.9;prot=esp;mod=trans;spi-c=1111;spi-s=2222;port
 
 
 def test_ipsec_agreement_installs_sas_then_refresh_offers_fresh_spis():
-    cfg, problems = config.validate({
-        "version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test"},
-        "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
-        "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
-        "secagree": {"mechanisms": ["ipsec-3gpp"], "require_ipsec": True},
-        "ipsec": {"ik": "00112233445566778899aabbccddeeff", "ck": "ffeeddccbbaa99887766554433221100",
-                  "algs": [["hmac-sha-1-96", "aes-cbc"]]},
-        "owners": ["sip:alice@example.test"]})
-    assert problems == [], problems
     installed, dropped = [], []
-    app = App(cfg, SimBoard(), make_rand(), keepalive_ms=0, on_agreed=installed.append, on_drop=dropped.append)
+    app = _ipsec_app(installed, dropped)
     app.start(0)
     [(r1, _)] = sent(app)
     sc = r1.get_all("Security-Client")
@@ -556,16 +548,6 @@ def test_responses_before_the_agreement_only_from_the_proxy():
     assert r2.get("Security-Verify") is not None and app.sa.mechanism() == "digest"
 
 
-def _udp_wait(fn):
-    import time
-    for _ in range(200):
-        r = fn()
-        if r is not None:
-            return r
-        time.sleep(0.005)
-    return None
-
-
 class _AgDigest:
     mechanism = b"digest"
 
@@ -586,7 +568,7 @@ def test_esp_transport_plain_counts_as_protected_only_under_digest():
     try:
         def one(data):
             proxy.sendto(data, to_s)
-            return _udp_wait(lambda: t.recv(t.plain.sock_s))
+            return poll_until(lambda: t.recv(t.plain.sock_s))
         # no SAs and no agreement: plain from the proxy's address is not protection
         assert one(b"MESSAGE before") == (b"MESSAGE before", ("127.0.0.1", 47360), False)
         t.agreed(_AgDigest())

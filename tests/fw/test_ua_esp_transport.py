@@ -8,6 +8,7 @@ import time
 from sipling.esp.sa import SADB
 from sipling.shell import esp_carrier, net
 from sipling.shell.loop import EspTransport
+from util import poll_until
 
 IK = "00112233445566778899aabbccddeeff"
 CK = "0f0e0d0c0b0a09080706050403020100"
@@ -28,15 +29,6 @@ def rng(n):
     return bytes(range(n))
 
 
-def wait(fn):
-    for _ in range(200):
-        r = fn()
-        if r is not None:
-            return r
-        time.sleep(0.005)
-    return None
-
-
 def test_esp_transport_protects_after_agreement():
     cfg = {"local": {"host": "127.0.0.1", "port_c": 47062, "port_s": 47064},
            "proxy": {"host": "127.0.0.1", "port": 47060},
@@ -50,7 +42,7 @@ def test_esp_transport_protects_after_agreement():
         ag = Ag()
         # before the agreement: plain UDP to the proxy's SIP port
         t.send(b"REGISTER offer", ("127.0.0.1", 47060))
-        data, _ = wait(lambda: _recv(plain_peer))
+        data, _ = poll_until(lambda: _recv(plain_peer))
         assert data == b"REGISTER offer"
         t.agreed(ag)
         u, p = ag.local, ag.peer
@@ -59,21 +51,21 @@ def test_esp_transport_protects_after_agreement():
                                  "hmac-sha-1-96", "aes-cbc", binascii.unhexlify(IK), binascii.unhexlify(CK))
         # a request: SA1, our port-c -> their port-s
         t.send(b"REGISTER protected", ("127.0.0.1", 47060))
-        sa, sport, dport, payload = wait(lambda: pc.receive(0))
+        sa, sport, dport, payload = poll_until(lambda: pc.receive(0))
         assert bytes(payload) == b"REGISTER protected"
         assert (sa.spi, sport, dport) == (p["spi_s"], u["port_c"], p["port_s"])
         # a response to the proxy's request: SA4, our port-s -> their port-c
         t.send(b"SIP/2.0 200 OK", ("127.0.0.1", 47060))
-        sa, sport, dport, payload = wait(lambda: pc.receive(0))
+        sa, sport, dport, payload = poll_until(lambda: pc.receive(0))
         assert (sa.spi, sport, dport, bytes(payload)) == (p["spi_c"], u["port_s"], p["port_c"], b"SIP/2.0 200 OK")
         # inbound on SA2 (their port-c -> our port-s) is protected and from the proxy
         assert ppair.out_c.dport == u["port_s"]
         pc.send_udp(ppair.out_c, "127.0.0.1", "127.0.0.1", p["port_c"], u["port_s"], b"MESSAGE in")
-        r = wait(lambda: t.recv(t.carrier.sock))
+        r = poll_until(lambda: t.recv(t.carrier.sock))
         assert r == (b"MESSAGE in", ("127.0.0.1", 47060), True)
         # plain datagrams from the proxy's address are no longer protected
         plain_peer.sendto(b"MESSAGE plain", net.sockaddr("127.0.0.1", 47064))
-        r = wait(lambda: t.recv(t.plain.sock_s))
+        r = poll_until(lambda: t.recv(t.plain.sock_s))
         assert r == (b"MESSAGE plain", ("127.0.0.1", 47060), False)
         # drop (renegotiation, tamper alarm): the SAs go away
         t.drop()
@@ -269,7 +261,7 @@ def test_oversized_datagram_under_esp_is_dropped_and_the_loop_keeps_serving():
         assert loop.run(_BigApp(big), t) == 0
         got = []
         for _ in range(2):
-            r = wait(lambda: pc.receive(0))
+            r = poll_until(lambda: pc.receive(0))
             assert r is not None
             got.append(bytes(r[3]))
         assert got == [b"SIP/2.0 200 after", b"MESSAGE still serving"]

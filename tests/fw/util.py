@@ -42,3 +42,15 @@ def raises(exc, fn, *args, **kw):
 def unhex(s):
     import binascii
     return binascii.unhexlify(s.replace(" ", "").replace("\n", ""))
+
+
+def poll_until(fn, tries=200, pause_s=0.005):
+    """fn() until it returns something other than None (a datagram on a non-blocking socket),
+    or None after `tries` attempts."""
+    import time
+    for _ in range(tries):
+        r = fn()
+        if r is not None:
+            return r
+        time.sleep(pause_s)
+    return None
