@@ -33,6 +33,8 @@ class App:
         self.cfg = cfg
         self.board = board
         self.owners = owners.Owners(cfg["owners"])
+        ctl = cfg.get("control") or {}
+        self.trust_from = bool(ctl.get("trust_from"))
         self.watcher = events.Watcher(board.caps)
         self.outbox = events.Outbox(lambda lvl, m: self._log(lvl, "event", m))
         self.sa = SecAgree(cfg, rand, lambda lvl, m: self._log(lvl, "secagree", m), on_agreed, on_drop)
@@ -48,7 +50,9 @@ class App:
 
     # --- the control interface the UA calls -------------------------------------------
     def authorize(self, msg, trusted):
-        k, src = self.owners.identity(msg, trusted)
+        k, src = self.owners.identity(msg, trusted, self.trust_from)
+        if k is None and src == "none":
+            return False, "sender without an asserted identity (no P-Asserted-Identity from the edge)"
         return self.owners.allowed(k), "%s (%s)" % (k or "unknown", src)
 
     def run(self, msg):
@@ -62,6 +66,9 @@ class App:
         log.info("app", "board %s, identity %s, proxy %s:%d, mechanisms %s" % (
             self.board.name, self.cfg["identity"]["aor"], self.cfg["proxy"]["host"],
             self.cfg["proxy"]["port"], ",".join(self.cfg["secagree"]["mechanisms"])))
+        if self.trust_from:
+            log.warn("app", "control.trust_from is on (lab only): the From header counts as an owner's "
+                     "identity, and anyone who reaches the proxy can claim it")
         self.ua.start(now)
 
     def stop(self, now):

@@ -11,9 +11,23 @@ CARRIERS = ("udp-encap", "raw")
 LEVELS = ("debug", "info", "warn", "error")
 DEFAULT_ALGS = [["hmac-sha-1-96", "aes-cbc"], ["hmac-sha-1-96", "null"]]
 
-# Top-level keys we know; anything else is reported (catches typos like "owner").
+# Keys we know, top level and per section; anything else is reported (catches typos like
+# "owner" or "require_ipsek", which would otherwise leave a safety switch at its default).
 _KEYS = ("version", "board", "identity", "proxy", "local", "secagree", "ipsec", "ipsec_man",
-         "owners", "register", "log", "wifi", "console")
+         "owners", "control", "register", "log", "wifi")
+_SECTION_KEYS = {
+    "identity": ("aor", "auth_user", "password", "display"),
+    "proxy": ("host", "port", "domain"),
+    "local": ("host", "port_c", "port_s"),
+    "secagree": ("mechanisms", "require_ipsec"),
+    "ipsec": ("carrier", "encap_port", "peer_encap_port", "ik", "ck", "algs"),
+    "ipsec_man": ("alg", "ealg", "ik", "ck", "spi_uc", "spi_us", "spi_pc", "spi_ps",
+                  "port_uc", "port_us", "port_pc", "port_ps"),
+    "control": ("digest_commands", "trust_from"),
+    "register": ("expires", "keepalive"),
+    "log": ("level", "trace_sip"),
+    "wifi": ("ssid", "password"),
+}
 
 
 class ConfigError(Exception):
@@ -39,6 +53,10 @@ class _V:
         if not isinstance(v, dict):
             self.bad(key, "must be an object {...}, got %s" % _tname(v))
             return {}
+        known = _SECTION_KEYS[key]
+        for k in v:
+            if k not in known:
+                self.bad("%s.%s" % (key, k), "unknown key; known keys are %s" % ", ".join(known))
         return v
 
     def string(self, sec, key, where, default=None, secret=False):
@@ -167,7 +185,7 @@ def validate(raw):
     aor = v.sip_uri(ident.get("aor"), "identity.aor")
     user = aor[aor.find(":") + 1:].partition("@")[0] if aor else ""
     sa = v.section(raw, "secagree", required=False)
-    mechs = sa.get("mechanisms", ["digest"])
+    mechs = sa.get("mechanisms", ["ipsec-3gpp"])
     if not isinstance(mechs, list) or not mechs:
         v.bad("secagree.mechanisms", "must be a non-empty list drawn from %s" % ", ".join(MECHANISMS))
         mechs = []
@@ -177,10 +195,16 @@ def validate(raw):
                 v.bad("secagree.mechanisms", "unknown mechanism %s; use %s" % (_show(m), ", ".join(MECHANISMS)))
         if len(set(mechs)) != len(mechs):
             v.bad("secagree.mechanisms", "lists a mechanism twice")
-    req_ipsec = v.boolean(sa, "require_ipsec", "secagree.require_ipsec", False)
+    # secure by default: IPsec is required unless the config says otherwise, and a digest
+    # listed while it is required is a contradiction, not something to ignore quietly
+    req_ipsec = v.boolean(sa, "require_ipsec", "secagree.require_ipsec", True)
     if req_ipsec and mechs and not any(m in IPSEC_MECHS for m in mechs):
-        v.bad("secagree.require_ipsec", "is true but secagree.mechanisms has no ipsec-3gpp or ipsec-man; "
-              "add one or set require_ipsec to false")
+        v.bad("secagree.require_ipsec", "is true but secagree.mechanisms has no ipsec-3gpp or ipsec-man; add one "
+              "or set require_ipsec to false (it is true unless the config says false)")
+    elif req_ipsec and ("digest" in mechs or "tls" in mechs):
+        v.bad("secagree.mechanisms", "lists %s but secagree.require_ipsec is true (the default); "
+              "set \"require_ipsec\": false to allow it (`sipling provision --allow-digest`)"
+              % " and ".join(m for m in mechs if m in ("digest", "tls")))
     cfg["secagree"] = {"mechanisms": [m for m in mechs if m in MECHANISMS], "require_ipsec": req_ipsec}
 
     cfg["identity"] = {
@@ -213,6 +237,12 @@ def validate(raw):
         v.bad("owners", "must list at least one SIP URI allowed to control the board, e.g. [\"sip:alice@example.test\"]")
         owners = []
     cfg["owners"] = [v.sip_uri(o, "owners[%d]" % i) for i, o in enumerate(owners)]
+    # both off by default: commands under a digest-only agreement (RFC 3329 digest protects
+    # only our own requests, never the proxy's requests to us) and From as an identity
+    # without an asserted one (RFC 3325 9.1) are lab settings, logged when on
+    ct = v.section(raw, "control", required=False)
+    cfg["control"] = {"digest_commands": v.boolean(ct, "digest_commands", "control.digest_commands", False),
+                      "trust_from": v.boolean(ct, "trust_from", "control.trust_from", False)}
 
     reg = v.section(raw, "register", required=False)
     cfg["register"] = {"expires": v.integer(reg, "expires", "register.expires", 60, 86400, 600),

@@ -47,7 +47,8 @@ CFG = {
     "identity": {"aor": "sip:door@example.test", "password": "s3cret"},
     "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
     "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
-    "secagree": {"mechanisms": ["digest"]}, "owners": ["sip:alice@example.test"]}
+    "secagree": {"mechanisms": ["digest"], "require_ipsec": False},
+    "control": {"digest_commands": True}, "owners": ["sip:alice@example.test"]}
 
 
 def use(mode):
@@ -151,6 +152,7 @@ def workload(report, leave_kib=None):
     tmpl = (b"MESSAGE sip:door@127.0.0.1:5064 SIP/2.0\r\n"
             b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK%d\r\n"
             b"From: <sip:alice@example.test>;tag=a1\r\nTo: <sip:door@example.test>\r\n"
+            b"P-Asserted-Identity: <sip:alice@example.test>\r\n"
             b"Call-ID: c%d@example.test\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n"
             b"Content-Length: %d\r\n\r\n%s")
     warm = 0

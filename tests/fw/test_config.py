@@ -132,3 +132,38 @@ def test_loads_roundtrip_of_docs_example_shape():
     cfg, problems = config.loads(json.dumps(good()))
     assert problems == []
     assert cfg["proxy"] == {"host": "127.0.0.1", "port": 5060, "domain": "example.test"}
+
+
+def test_unknown_keys_below_the_top_level_are_reported():
+    # issue 10 finding 11: a typo in a safety switch must not read as "valid"
+    c = good()
+    c["secagree"]["require_ipsek"] = True
+    c["register"] = {"expirse": 300}
+    c["ipsec"]["encap-port"] = 4501
+    c["control"] = {"trust_form": True}
+    _, problems = config.validate(c)
+    assert problems == [
+        "secagree.require_ipsek: unknown key; known keys are mechanisms, require_ipsec",
+        "ipsec.encap-port: unknown key; known keys are carrier, encap_port, peer_encap_port, ik, ck, algs",
+        "control.trust_form: unknown key; known keys are digest_commands, trust_from",
+        "register.expirse: unknown key; known keys are expires, keepalive",
+    ]
+
+
+def test_ipsec_is_required_by_default_and_digest_needs_an_explicit_opt_in():
+    # issue 10 finding 1: no security section -> ipsec-3gpp only, IPsec required
+    c = good()
+    del c["secagree"]
+    cfg, problems = config.validate(c)
+    assert problems == []
+    assert cfg["secagree"] == {"mechanisms": ["ipsec-3gpp"], "require_ipsec": True}
+    assert cfg["control"] == {"digest_commands": False, "trust_from": False}
+    # digest listed without require_ipsec false is a contradiction, said in one line
+    c["secagree"] = {"mechanisms": ["ipsec-3gpp", "digest"]}
+    _, problems = config.validate(c)
+    assert problems == ['secagree.mechanisms: lists digest but secagree.require_ipsec is true (the default); '
+                        'set "require_ipsec": false to allow it (`sipling provision --allow-digest`)']
+    from sipling.secagree import policy
+    cfg, _ = config.validate(good())
+    cfg["secagree"] = {"mechanisms": ["ipsec-3gpp", "digest"]}  # a hand-made cfg without the key
+    assert policy.from_config(cfg).require_ipsec is True

@@ -97,7 +97,9 @@ def test_identity_pai_only_when_trusted():
     m = FakeMsg([("From", b"<sip:mallory@example.test>;tag=1"),
                  ("P-Asserted-Identity", b"<tel:+1555>, \"A\" <sip:alice@example.test>")])
     assert o.identity(m, True) == ("alice@example.test", "pai")
-    assert o.identity(m, False) == ("mallory@example.test", "from")
+    # untrusted PAI is ignored, and From is never an identity without the lab switch
+    assert o.identity(m, False) == (None, "none")
+    assert o.identity(m, False, trust_from=True) == ("mallory@example.test", "from")
     assert o.allowed("alice@example.test")
     assert not o.allowed("mallory@example.test")
     assert not o.allowed(None)
@@ -105,11 +107,13 @@ def test_identity_pai_only_when_trusted():
     assert not o.allowed(owners.key(b"sip:Alice@example.test"))
 
 
-def test_identity_from_when_no_pai():
+def test_identity_from_only_with_the_lab_switch():
     o = owners.Owners(["sip:alice@example.test"])
     m = FakeMsg([("From", b"Alice <sip:alice@EXAMPLE.test>;tag=77")])
-    assert o.identity(m, True) == ("alice@example.test", "from")
-    assert o.identity(FakeMsg([]), True) == (None, "from")
+    # issue 10 finding 3: a forged From alone is not an owner
+    assert o.identity(m, True) == (None, "none")
+    assert o.identity(m, True, trust_from=True) == ("alice@example.test", "from")
+    assert o.identity(FakeMsg([]), True, trust_from=True) == (None, "from")
 
 
 def test_threshold_crossing_with_hysteresis():

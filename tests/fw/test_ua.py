@@ -1,6 +1,6 @@
 # The device UA and app (firmware/sipling/sip/ua.py, uac.py, app.py) against a scripted
 # sec-agree registrar, at literal times. Same file on CPython and MicroPython.
-from sipling import config
+from sipling import config, log
 from sipling.app import App
 from sipling.sip import message, parser
 from sipling.sip import ua as U
@@ -43,13 +43,17 @@ def make_rand():
     return rand
 
 
-def make_app(keepalive_ms=30000, owners=("sip:alice@example.test",)):
+def make_app(keepalive_ms=30000, owners=("sip:alice@example.test",), digest_commands=True, trust_from=False):
+    # a digest-only board: the scripted registrar speaks digest, so both opt-ins of
+    # issue 10 (require_ipsec false; commands under digest) are set unless a test says not
     cfg, problems = config.validate({
         "version": 1, "board": "sim",
         "identity": {"aor": "sip:door@example.test", "password": "s3cret"},
         "proxy": {"host": "127.0.0.1", "port": 5060, "domain": "example.test"},
         "local": {"host": "127.0.0.1", "port_c": 5062, "port_s": 5064},
-        "secagree": {"mechanisms": ["digest"]}, "owners": list(owners)})
+        "secagree": {"mechanisms": ["digest"], "require_ipsec": False},
+        "control": {"digest_commands": digest_commands, "trust_from": trust_from},
+        "owners": list(owners)})
     assert problems == []
     board = SimBoard()
     return App(cfg, board, make_rand(), keepalive_ms=keepalive_ms), board
@@ -76,11 +80,14 @@ def register(app, now=0):
     return r1, r2
 
 
-def incoming(method, frm, body=b"", cseq=1, branch="z9hG4bKin1", ctype="text/plain", extra=()):
+def incoming(method, frm, body=b"", cseq=1, branch="z9hG4bKin1", ctype="text/plain", extra=(), pai=True):
+    # pai: the identity the proxy asserted for the sender (RFC 3325), as the edge passes it
     h = [("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=" + branch),
          ("Via", "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKorig"),
          ("From", "<%s>;tag=f1" % frm), ("To", "<sip:door@example.test>"),
          ("Call-ID", "call-" + branch), ("CSeq", "%d %s" % (cseq, method))]
+    if pai:
+        h.append(("P-Asserted-Identity", "<%s>" % frm))
     if body:
         h.append(("Content-Type", ctype))
     h.extend(extra)
@@ -191,10 +198,49 @@ def test_stranger_gets_403_and_nothing_runs():
 def test_pai_from_trusted_proxy_counts():
     app, board = make_app()
     register(app)
-    app.receive(incoming("MESSAGE", "sip:mallory@example.test", b"status",
+    app.receive(incoming("MESSAGE", "sip:mallory@example.test", b"status", pai=False,
                          extra=[("P-Asserted-Identity", "<sip:alice@example.test>")]), PROXY, True, 100)
     out = sent(app)
     assert out[0][0].status == 200 and out[1][0].body.startswith(b"ok button=off relay=off")
+
+
+def test_forged_from_without_asserted_identity_is_refused():
+    # issue 10 finding 3: From is whatever the sender typed; without the edge's PAI nobody
+    # is an owner, unless the lab switch control.trust_from says otherwise (and it is logged)
+    app, board = make_app()
+    register(app)
+    app.receive(incoming("MESSAGE", "sip:alice@example.test", b"set relay on", pai=False), PROXY, True, 100)
+    [(r, _)] = sent(app)
+    assert r.status == 403 and board.writes == 0 and app.ua.counters["forbidden"] == 1
+    lines = []
+    log.set_sink(lines.append)
+    try:
+        app, board = make_app(trust_from=True)
+        register(app)
+    finally:
+        log.set_sink(None)
+    assert any("control.trust_from is on" in ln for ln in lines)
+    app.receive(incoming("MESSAGE", "sip:alice@example.test", b"set relay on", pai=False), PROXY, True, 100)
+    assert sent(app)[0][0].status == 200 and board.values["relay"] is True
+
+
+def test_commands_under_digest_only_refused_without_the_opt_in():
+    # issue 10 finding 1: RFC 3329 digest authenticates only the board's own requests; the
+    # proxy's requests to it are anyone's who can use the proxy's address, so no command
+    # runs under digest unless control.digest_commands is set, and the log says so
+    lines = []
+    log.set_sink(lines.append)
+    try:
+        app, board = make_app(digest_commands=False)
+        register(app)
+        app.receive(incoming("MESSAGE", "sip:alice@example.test", b"set relay on"), PROXY, True, 100)
+    finally:
+        log.set_sink(None)
+    [(r, _)] = sent(app)
+    assert r.status == 403 and r.reason == b"Forbidden (commands need IPsec)"
+    assert board.writes == 0 and app.ua.counters["refused_digest_only"] == 1
+    assert any("commands are refused (IPsec needed)" in ln for ln in lines)
+    assert any("refused under a digest-only agreement" in ln for ln in lines)
 
 
 def test_unprotected_or_foreign_source_ignored():
@@ -661,3 +707,24 @@ def test_exception_in_the_agreement_hook_is_a_failed_attempt():
     assert ("error", "response to REGISTER not usable (ValueError: SA database full)") in logs
     assert app.ua.detail == "response not usable: ValueError"
     _assert_backs_off_then_offers(app, 5)
+
+
+def test_a_strangers_invite_does_not_disable_control():
+    # issue 10 finding 4: a Completed INVITE server transaction (405, waiting for its ACK)
+    # must not break the bookkeeping of the answers after it: every owner command still
+    # gets its 200, runs once and is replied to
+    app, board = make_app(keepalive_ms=0)
+    register(app)
+    app.receive(incoming("INVITE", "sip:mallory@evil.test", branch="z9hG4bKinv", pai=False), PROXY, True, 10)
+    [(r, _)] = sent(app)
+    assert r.status == 405
+    for i in range(KEEP_PLUS):
+        app.receive(incoming("MESSAGE", "sip:alice@example.test", b"set relay %s" % (b"on" if i % 2 else b"off"),
+                             branch="z9hG4bKm%d" % i), PROXY, True, 20 + i)
+        out = sent(app)
+        assert [m.status for m, _ in out if not m.is_request] == [200], i
+        assert [m.method for m, _ in out if m.is_request] == [b"MESSAGE"], i
+    assert app.ua.counters["commands"] == KEEP_PLUS and board.writes == KEEP_PLUS
+
+
+KEEP_PLUS = uac.KEEP + 3

@@ -1,6 +1,7 @@
 # Who is asking: the identity of a control request and whether it is an owner.
 # RFC 3325 section 9.1: P-Asserted-Identity is believed only from a trusted entity; for us
-# that is the first-hop proxy, over the agreed protection. Otherwise the From URI counts.
+# that is the first-hop proxy (the edge), over the agreed IPsec protection. From is claimed
+# by the sender, never authenticated: it counts only with the lab switch control.trust_from.
 # Comparison (RFC 3261 section 19.1.4): user part case-sensitive, host case-insensitive;
 # parameters, port, display name and scheme (sip/sips) do not matter for an owner.
 
@@ -46,8 +47,9 @@ class Owners:
                 self.keys.append(k)
         self.uris = list(uris)
 
-    def identity(self, msg, trusted):
-        """(key, source): source is 'pai' or 'from'; key None when unreadable."""
+    def identity(self, msg, trusted, trust_from=False):
+        """(key, source): source is 'pai', 'from' or 'none' (no identity we may believe);
+        key None when there is none or it is unreadable."""
         if trusted:
             for v in msg.get_all("P-Asserted-Identity") or ():
                 # several PAIs may be present (sip + tel): take the first sip/sips one
@@ -55,6 +57,8 @@ class Owners:
                     k = key(addr_spec(part))
                     if k:
                         return k, "pai"
+        if not trust_from:
+            return None, "none"
         f = msg.get("From")
         if f is None:
             return None, "from"

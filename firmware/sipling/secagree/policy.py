@@ -118,7 +118,7 @@ def from_config(cfg):
     algs = ipsec.get("algs", ()) if ipsec.get("ik") else ()
     return Policy(
         mechanisms=sa.get("mechanisms", [m.decode() for m in KNOWN]),
-        require_ipsec=sa.get("require_ipsec", False),
+        require_ipsec=sa.get("require_ipsec", True),  # secure by default (config.py)
         ipsec_algs=algs,
         ipsec_man=bool(cfg.get("ipsec_man")),
         digest=bool(ident.get("password")),

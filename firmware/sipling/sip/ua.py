@@ -49,6 +49,8 @@ class UA(uac.Client):
         self.state = IDLE
         self.expires = cfg["register"]["expires"]
         self.keepalive_ms = keepalive_ms
+        # RFC 3329 digest protects only our own requests, so commands under it need an opt-in
+        self.digest_commands = bool((cfg.get("control") or {}).get("digest_commands"))
         self.failures = 0
         self.rounds = 0
         self.reg_call_id = None
@@ -58,7 +60,8 @@ class UA(uac.Client):
         self.t_backoff = None
         self.on_state = None      # callback(state_name, detail)
         self.counters = {"ignored_unprotected": 0, "forbidden": 0, "commands": 0,
-                         "retransmissions_absorbed": 0, "bad_requests": 0, "registrations": 0}
+                         "retransmissions_absorbed": 0, "bad_requests": 0, "registrations": 0,
+                         "refused_digest_only": 0}
         self.detail = ""
 
     # --- status -----------------------------------------------------------------------
@@ -130,6 +133,10 @@ class UA(uac.Client):
             self._set(REGISTERED, "")
             self.log("info", "registered as %s at %s:%d via %s, expires %d s"
                      % (self.aor_s, self.proxy[0], self.proxy[1], self.sa.mechanism(), exp))
+            if self.sa.mechanism() == "digest":
+                self.log("warn", "digest protects only the board's own requests, not the proxy's requests to it: "
+                         "commands are %s" % ("ACCEPTED (control.digest_commands is on)" if self.digest_commands
+                                              else "refused (IPsec needed)"))
             # refresh before expiry: at 80% of the granted time, at least 5 s ahead
             lead = exp * 200
             if lead < _MIN_REFRESH_MS:
@@ -314,6 +321,14 @@ class UA(uac.Client):
     def _serve(self, tx, req, now):
         m = req.method
         if m == b"MESSAGE":
+            digest_only = self.sa.mechanism() == "digest"
+            if digest_only and not self.digest_commands:
+                self.counters["refused_digest_only"] += 1
+                self.log("warn", "403 to a MESSAGE: commands are refused under a digest-only agreement "
+                         "(the proxy's requests to us are not authenticated; control.digest_commands)")
+                return self._answer(tx, req, now, 403, b"Forbidden (commands need IPsec)")
+            # P-Asserted-Identity counts only through IPsec from the edge (RFC 3325 9.1), or
+            # under digest when the owner opted in to commands there
             ok, who = self.control.authorize(req, True)
             if not ok:
                 self.counters["forbidden"] += 1

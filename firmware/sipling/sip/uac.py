@@ -33,7 +33,11 @@ class Layer(T.TransactionLayer):
         if tx.state != T.COMPLETED:
             return
         keep = KEEP if tx.server else KEEP_CLIENT
-        done = [t for t in (self._server if tx.server else self._client).values() if t.state == T.COMPLETED]
+        # only those ending quietly on a wait timer (J, K): a Completed INVITE server
+        # transaction waits for its ACK on Timers G/H instead and has no wait_at (issue 10:
+        # comparing None here broke every later answer)
+        done = [t for t in (self._server if tx.server else self._client).values()
+                if t.state == T.COMPLETED and t.wait_at is not None]
         while len(done) > keep:
             old = done[0]
             for t in done:
