@@ -116,8 +116,9 @@ def main():
                 transport = loop.PlainTransport(cfg)
                 hooks = (None, None)
         except OSError as e:
-            return _fail(["cannot bind %s ports %d/%d (%s); is another sim running? change local.port_c/port_s"
-                          % (cfg["local"]["host"], cfg["local"]["port_c"], cfg["local"]["port_s"], e)])
+            # the error names the port that failed (port-c, port-s or the ESP-in-UDP one)
+            return _fail(["%s; is another board or sim using it? change local.port_c/port_s or "
+                          "ipsec.encap_port" % (e.args[0] if e.args else e)])
         app = App(cfg, b, os.urandom, keepalive_ms=cfg["register"]["keepalive"] * 1000,
                   on_agreed=hooks[0], on_drop=hooks[1])
         if ip:  # the board's DHCP address: Via/Contact, and the ESP inner checksum's source

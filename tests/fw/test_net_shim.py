@@ -24,3 +24,20 @@ def test_udp_socket_send_and_receive_on_loopback():
     finally:
         s1.close()
         r.close()
+
+
+def test_a_second_socket_on_the_same_port_is_refused_and_named():
+    # issue 10 finding 12: no SO_REUSEADDR, so a second board with the same config fails
+    # to start instead of taking the first one's traffic; the error names the address
+    port = 47125
+    a = net.udp_socket("127.0.0.1", port)
+    try:
+        try:
+            b = net.udp_socket("127.0.0.1", port)
+        except OSError as e:
+            assert str(e.args[0]) == "cannot bind UDP 127.0.0.1:%d (address in use)" % port, e.args
+        else:
+            b.close()
+            raise AssertionError("a second socket bound the same port")
+    finally:
+        a.close()

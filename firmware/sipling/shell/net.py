@@ -24,9 +24,19 @@ def peer(addr):
 
 
 def udp_socket(host, port):
-    """A non-blocking UDP socket bound to host:port (SO_REUSEADDR set)."""
+    """A non-blocking UDP socket bound to host:port. No SO_REUSEADDR: a second board with
+    the same ports must fail to start, not share (and steal) the first one's traffic. An
+    OSError names the address that could not be bound."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(sockaddr(host, port))
+    try:
+        s.bind(sockaddr(host, port))
+    except OSError as e:
+        s.close()
+        raise OSError("cannot bind UDP %s:%d (%s)" % (host, port, _errname(e)))
     s.setblocking(False)
     return s
+
+
+def _errname(e):
+    n = e.args[0] if e.args else 0
+    return "address in use" if n in (98, 48, 112) else str(e)
