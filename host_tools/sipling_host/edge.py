@@ -1,4 +1,6 @@
 """`sipling edge`: the proxy-side security edge in front of a home SIP proxy (docs/edge.md)."""
+import argparse
+
 from .errors import UserError
 
 HELP = "run the security edge (sec-agree + ESP for devices) in front of a SIP proxy"
@@ -35,8 +37,10 @@ def add_arguments(p):
                    help="where ipsec-man sequence numbers and replay-window tops persist across "
                         "restarts (default: BUNDLES/.state)")
     p.add_argument("--raw", action="store_true", help="also terminate raw ESP (IP protocol 50; root only)")
-    p.add_argument("--trust-pai", action="store_true",
-                   help="pass P-Asserted-Identity from the proxy to devices (only if the proxy sets it)")
+    p.add_argument("--trust-pai", action=argparse.BooleanOptionalAction, default=True,
+                   help="pass the proxy's P-Asserted-Identity to devices, the identity their owner check "
+                        "believes (default on; --no-trust-pai if your proxy does not authenticate users "
+                        "and assert them: then no command is obeyed)")
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
 
 

@@ -27,7 +27,7 @@ class EdgeConfig:
 
     def __init__(self, host="127.0.0.1", sip_port=5060, encap_port=4500, inner_port=5059,
                  proxy=("127.0.0.1", 5070), port_pc=5066, port_ps=5068, challenge="494",
-                 realm="sipling", offer_ms=64000, trust_pai=False):
+                 realm="sipling", offer_ms=64000, trust_pai=True):
         self.host = host
         self.sip_port = sip_port
         self.encap_port = encap_port
@@ -38,7 +38,9 @@ class EdgeConfig:
         self.challenge = challenge   # "494" or "401"
         self.realm = realm
         self.offer_ms = offer_ms     # how long a 494's offers wait for the device's choice
-        self.trust_pai = trust_pai   # pass P-Asserted-Identity from the proxy to devices
+        # pass P-Asserted-Identity from the proxy to devices (RFC 3325: the proxy authenticated
+        # the sender and asserted it; only the proxy's own address is heard on the inner side)
+        self.trust_pai = trust_pai
 
 
 class Session:
@@ -56,10 +58,17 @@ class Session:
         self.reg_until = None     # ms: when the association ends (binding expiry)
         self.bound = False        # the proxy holds a binding for the device
         self.nonce = None         # 401 mode
+        self.offer_for = None     # (Call-ID, CSeq, branch) of the REGISTER the offer answered
+        self.offer_wire = None    # and the bytes of that answer, resent for its retransmissions
         self.drops = {}
 
     def drop(self, reason):
         self.drops[reason] = self.drops.get(reason, 0) + 1
+
+
+def _request_id(msg):
+    # what names a request's transaction for retransmission matching (RFC 3261 17.2.3)
+    return (msg.call_id(), msg.get("CSeq"), msg.via_branch())
 
 
 class Edge(Router):
@@ -77,6 +86,7 @@ class Edge(Router):
         self._txn = {}            # our branch -> [expires_ms, kind, data...]
         self._out = []
         self.inner_addr = (cfg.host, cfg.inner_port)
+        self._branch_key = rand(16)  # edge_route._derived_branch
 
     # -- bundles -------------------------------------------------------------------
     def reload(self, now_ms=0, force=False):
@@ -131,9 +141,6 @@ class Edge(Router):
             if spi > 255 and spi not in self._spi_owner and not self.esp.has_spi(spi):
                 self._spi_owner[spi] = None  # reserved until the offer is stored
                 return spi
-
-    def _branch(self):
-        return b"z9hG4bK-se" + self.rand(8).hex().encode()
 
     # -- timers --------------------------------------------------------------------
     def get_timer(self):
@@ -213,6 +220,12 @@ class Edge(Router):
                     self._send_plain(response(msg, 403, b"Forbidden (use sec-agree through the edge)"), addr)
                 self._drop(s, "unprotected", "%s from %s:%d" % (msg.method.decode("latin-1"), addr[0], addr[1]))
                 return
+            if s.state == OFFERED and s.offer_wire is not None and _request_id(msg) == s.offer_for:
+                # a retransmission (or a duplicate on the way) of the REGISTER just answered:
+                # the same answer again, the same SPIs (RFC 3261 17.2.2), never a fresh offer
+                # that would make the device's choice from the first answer unknown_spi
+                self._out.append(("plain", s.offer_wire, addr))
+                return
             if not sa.wants_secagree(msg):
                 # server-initiated agreement (RFC 3329 2.3.2): 421 with Require: sec-agree
                 self._send_plain(response(msg, 421, b"Extension Required", [(b"Require", b"sec-agree")]), addr)
@@ -226,7 +239,9 @@ class Edge(Router):
             self._send_plain(response(msg, 494, b"Security Agreement Required (no mechanism in common)"), addr)
             self.log("warn", s.dev.name, "REGISTER offers no mechanism in common with the bundle")
             return
-        self._send_plain(self._offer(s, msg, offers, now_ms, self.cfg.challenge == "401"), addr)
+        rsp = self._offer(s, msg, offers, now_ms, self.cfg.challenge == "401")
+        s.offer_for, s.offer_wire = _request_id(msg), rsp.serialize()
+        self._out.append(("plain", s.offer_wire, addr))
 
     def _offer(self, s, msg, offers, now_ms, challenge):
         """Install the offered SA sets and build the 494/401 that lists them. The SAs of the

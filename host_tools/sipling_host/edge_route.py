@@ -5,6 +5,8 @@ table. Upward it adds Via, Path (RFC 3327) on REGISTER, Record-Route on dialog-f
 requests and P-Asserted-Identity (RFC 3325); downward it follows the Route the proxy took
 from the stored Path and sends on the device's SA 2; responses go back by branch.
 """
+import hashlib
+
 from sipling.sip import uri as urimod
 from sipling.sip.message import SipError, response
 
@@ -29,11 +31,24 @@ class Router:
             msg.add("Path", b"<" + me + b";lr>")
         elif msg.method in _DIALOG and msg.to_tag() is None:
             msg.add("Record-Route", b"<" + me + b";lr>", first=True)
-        br = self._branch()
+        br = self._derived_branch(msg, b"up")
         msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (
             self.cfg.host.encode(), self.cfg.inner_port, br), first=True)
         self._txn[br] = [now_ms + _TXN_MS, "up", s, offer, sport, msg.method]
         self._send_inner(msg)
+
+    def _derived_branch(self, msg, way):
+        """RFC 3261 16.11: the edge keeps no server transactions, so it derives its branch
+        from the request: every retransmission leaves with one branch and the next hop
+        (Kamailio upward, the board downward) absorbs it in its own server transaction, and
+        a CANCEL or the ACK for a non-2xx (same top Via as their INVITE, 9.1 / 17.1.1.3)
+        still match. Keyed with a per-edge secret so nobody can aim at a branch."""
+        top = urimod.split_top(msg.get("Via") or b"", 44)[0].strip()
+        parts = [self._branch_key, way, top]
+        if b"branch=z9hG4bK" not in top:
+            # RFC 2543 peer: no usable branch, so the fields that name its transaction
+            parts += [msg.uri or b"", msg.call_id() or b"", msg.get("From") or b"", msg.get("CSeq") or b""]
+        return b"z9hG4bK-se" + hashlib.sha256(b"\n".join(parts)).hexdigest()[:24].encode()
 
     def _my_uri(self, s):
         # the bundle name identifies the device in Path/Record-Route (user part escaped,
@@ -51,6 +66,11 @@ class Router:
 
     # -- plain SIP from the proxy ---------------------------------------------------
     def receive_inner(self, data, addr, now_ms):
+        if tuple(addr) != tuple(self.cfg.proxy):
+            # only the configured proxy may speak on the proxy side: what it relays is
+            # authenticated there (RFC 3325 9.1 trust domain), anyone else is a forger
+            self._drop(None, "not-from-proxy", "%s:%d is not the proxy %s:%d" % (addr[0], addr[1], self.cfg.proxy[0], self.cfg.proxy[1]))
+            return
         msg = self._parse(data, None)
         if msg is None:
             return
@@ -94,7 +114,7 @@ class Router:
             # the far end come back to the edge and leave on this device's SAs
             msg.add("Record-Route", b"<" + self._my_uri(s) + b";lr>", first=True)
         o = s.chosen
-        br = self._branch()
+        br = self._derived_branch(msg, b"down")
         msg.add("Via", b"SIP/2.0/UDP %s:%d;branch=%s;rport" % (self.cfg.host.encode(), o.port_pc, br), first=True)
         self._txn[br] = [now_ms + _TXN_MS, "down", s, addr]
         # requests for the device leave on SA 2: edge port-c -> device port-s

@@ -5,7 +5,7 @@ import os
 import pytest
 
 import sipling_host  # noqa: F401  (mpshim)
-from sipling.sip.message import response
+from sipling.sip.message import request, response
 from sipling.sip.parser import parse
 from sipling_host.edge_bundle import BundleStore
 from sipling_host.edge_core import ACTIVE, IDLE, EdgeConfig, Edge
@@ -84,7 +84,8 @@ def test_ipsec_3gpp_register_and_message_every_pair(tmp_path, pair):
     sport, dport, got = rig.dev.open(pkt)
     assert (sport, dport) == (5066, rig.dev.port_s)
     assert got.body == b"status" and got.get("Route") is None
-    assert got.get("P-Asserted-Identity") is None  # not trusted from the proxy by default
+    # the proxy authenticated the sender and asserted it (RFC 3325): passed on by default
+    assert got.get_all("P-Asserted-Identity") == [b"<sip:door@example.test>"]
     # the device's 200 goes back through the edge to the proxy, our Via removed
     rig.edge.receive_esp(rig.dev.answer(got), DEV_ADDR, 2)
     (k, data, addr), = rig.out("inner")
@@ -501,3 +502,71 @@ def test_a_strangers_plain_register_does_not_break_the_agreement_in_use(tmp_path
                              DEV_ADDR, 2)
         assert len(rig.out("inner")) == 1, kind
         assert rig.edge.sessions["door"].drops == {}, kind
+
+
+def _proxy_message(branch=b"z9hG4bKk1", body=b"set relay on", pai=b"<sip:alice@example.test>"):
+    return (b"MESSAGE sip:door@127.0.0.1:5064 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=" + branch +
+            b"\r\nRoute: <sip:door@127.0.0.1:5059;lr>\r\nMax-Forwards: 69\r\nFrom: <sip:alice@example.test>;tag=a\r\n"
+            b"To: <sip:door@example.test>\r\nCall-ID: m-" + branch + b"\r\nCSeq: 1 MESSAGE\r\n"
+            b"P-Asserted-Identity: " + pai + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_proxy_side_hears_only_the_proxy(tmp_path):
+    # issue 10 finding 2: a forged request sent straight to the edge's inner port (from the
+    # LAN, or from another port of the proxy host) never reaches the device
+    rig = Rig(tmp_path, algs=[("hmac-sha-1-96", "aes-cbc")])
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    for src in (("192.0.2.66", 5070), ("127.0.0.1", 5071)):
+        rig.edge.receive_inner(_proxy_message(), src, 1)
+        assert rig.edge.datagrams_to_send() == []
+    assert rig.edge.drops == {"not-from-proxy": 2}
+    assert any("is not the proxy 127.0.0.1:5070" in t for _, _, t in rig.logs)
+    # --no-trust-pai: the proxy's assertion is removed as before
+    rig.cfg.trust_pai = False
+    rig.edge.receive_inner(_proxy_message(), PROXY, 2)
+    (k, pkt, _), = rig.out("esp")
+    assert rig.dev.open(pkt)[2].get("P-Asserted-Identity") is None
+
+
+def test_relayed_retransmissions_keep_one_branch_both_ways(tmp_path):
+    # issue 10 finding 5: every copy of a request leaves the edge with the same branch, so
+    # the board's (and Kamailio's) server transaction absorbs it; another request differs
+    rig = Rig(tmp_path, algs=[("hmac-sha-1-96", "aes-cbc")])
+    rig.register("ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+    branches = []
+    for br in (b"z9hG4bKk1", b"z9hG4bKk1", b"z9hG4bKk1", b"z9hG4bKk2"):
+        rig.edge.receive_inner(_proxy_message(br), PROXY, 1)
+        (k, pkt, _), = rig.out("esp")
+        branches.append(rig.dev.open(pkt)[2].via_branch())
+    assert branches[0] == branches[1] == branches[2] != branches[3]
+    assert branches[0].startswith(b"z9hG4bK")
+    up = []
+    for _ in range(2):
+        hs = rig.dev._common(b"MESSAGE", b"sip:alice@example.test")
+        hs += [(b"Security-Verify", x) for x in rig.dev.server_lines]
+        hs += [(b"Require", b"sec-agree"), (b"Proxy-Require", b"sec-agree")]
+        sip = request(b"MESSAGE", b"sip:alice@example.test", hs, b"ok").serialize()
+        for _ in range(2):  # the same SIP request twice (a retransmission: new ESP sequence number)
+            rig.edge.receive_esp(rig.dev.seal_c(sip), DEV_ADDR, 2)
+            (k, data, _), = rig.out("inner")
+            up.append(parse(data).via_branch())
+    assert up[0] == up[1] != up[2] == up[3]
+
+
+def test_duplicated_plain_register_gets_the_same_offer(tmp_path):
+    # issue 10 finding 6: a copy of the first REGISTER is answered with the same SPIs, so the
+    # device's choice from whichever answer it read first is still installed
+    for challenge in ("494", "401"):
+        rig = Rig(tmp_path / challenge, algs=[("hmac-sha-1-96", "aes-cbc")], challenge=challenge)
+        first = rig.dev.first_register()
+        answers = []
+        for _ in range(3):
+            rig.edge.receive_plain(first, DEV_ADDR, 0)
+            (k, data, _), = rig.out("plain")
+            answers.append(data)
+        assert answers[0] == answers[1] == answers[2], challenge
+        rig.dev.choose(answers[0], "ipsec-3gpp", "hmac-sha-1-96", "aes-cbc")
+        if challenge == "494":
+            rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 1)
+            assert len(rig.out("inner")) == 1
+            assert rig.edge.sessions["door"].drops == {}
