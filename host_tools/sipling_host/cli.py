@@ -18,6 +18,7 @@ COMMANDS = {
     "logs": "sipling_host.logs",
     "sim": "sipling_host.sim",
     "edge": "sipling_host.edge",
+    "proxy-user": "sipling_host.proxy_users",
 }
 
 

@@ -116,7 +116,7 @@ def make_config(tmp, ports):
     p = argparse.ArgumentParser()
     provision.add_arguments(p)
     args = p.parse_args(["--port", "none", "--aor", AOR, "--proxy", "127.0.0.1:%d" % ports["edge SIP"],
-                         "--owner", OWNER, "--mechanisms", "ipsec-3gpp", "--require-ipsec",
+                         "--owner", OWNER, "--mechanisms", "ipsec-3gpp",
                          "--port-c", str(ports["device port-c"]), "--port-s", str(ports["device port-s"]),
                          "--encap-port", str(ports["device ESP-in-UDP"]), "--expires", "600"])
     cfg, bundle = provision.build(args)
@@ -161,7 +161,8 @@ def run_demo(base):
         cfg_path, bundle_path = make_config(tmp, ports)
         _say("fresh keys: device config %s, edge bundle %s (mode 0600)" % (cfg_path, bundle_path))
 
-        kam = Kamailio(ports["Kamailio"], edge_addr="127.0.0.1").start()
+        # the owner's Digest account (a fresh password); Kamailio trusts the edge by address and port
+        kam = Kamailio(ports["Kamailio"], edge_addr="127.0.0.1", edge_port=ports["edge inner"]).start()
         _say("Kamailio on 127.0.0.1:%d (tests/interop/kamailio/edge.cfg: registrar with Path)"
              % ports["Kamailio"])
 
@@ -187,7 +188,8 @@ def run_demo(base):
 
         _say("remote control %s (pjsua2) sends `status` and `set relay on` through Kamailio" % OWNER)
         ua = subprocess.run([py, "-m", "sipling_host.edge_remote", "--proxy", "127.0.0.1:%d" % ports["Kamailio"],
-                             "--aor", OWNER, "--to", AOR, "--send", "status", "--send", "set relay on"],
+                             "--aor", OWNER, "--to", AOR, "--send", "status", "--send", "set relay on",
+                             "--password-file", kam.password_file(OWNER)],
                             capture_output=True, text=True, timeout=90)
         events = [json.loads(x) for x in ua.stdout.splitlines() if x.startswith("{")]
         for e in events:

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 
+from . import proxy_users
 from .errors import UserError
 
 from .paths import ROOT
@@ -78,9 +79,13 @@ class Kamailio:
     cleanup() removes the run directory when it made it, or when remove_rundir is true."""
 
     def __init__(self, port, host="127.0.0.1", edge_addr=None, cfg=CFG, rundir=None,
-                 define_listen=True, probe_user=None, remove_rundir=None):
+                 define_listen=True, probe_user=None, remove_rundir=None, edge_port=None, users=None):
         self.host, self.port, self.edge_addr, self.cfg = host, port, edge_addr, cfg
         self.define_listen, self.probe_user = define_listen, probe_user
+        # edge.cfg: the edge's --inner-port, and the Digest accounts {aor: password}; by
+        # default one owner account sip:alice@example.test with a fresh password
+        self.edge_port = edge_port
+        self.users = dict(users) if users is not None else {"sip:alice@example.test": proxy_users.new_password()}
         self.proc = None
         self.rundir = rundir
         self._own_rundir = rundir is None if remove_rundir is None else remove_rundir
@@ -102,6 +107,9 @@ class Kamailio:
             argv += ["-A", "LISTEN=udp:%s:%d" % (self.host, self.port)]
         if self.edge_addr:
             argv += ["-A", 'EDGE_ADDR="%s"' % self.edge_addr]
+        if self.cfg == CFG:
+            argv += ["-A", "EDGE_PORT=%d" % (self.edge_port or 5059),
+                     "-A", 'USERS_DB="%s"' % proxy_users.db_url(self._write_users())]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
@@ -115,6 +123,21 @@ class Kamailio:
                 return self
         self.stop()
         raise UserError("kamailio did not answer on %s:%d within %ds" % (self.host, self.port, timeout))
+
+    def _write_users(self):
+        db = os.path.join(self.rundir, "users")
+        accounts = {}
+        for aor, pw in self.users.items():
+            user, _, domain = aor.split(":", 1)[1].partition("@")
+            accounts[(user, domain)] = pw
+        proxy_users.write_users(db, accounts)
+        return db
+
+    def password_file(self, aor="sip:alice@example.test"):
+        """A 0600 file in the run directory holding that account's password."""
+        path = os.path.join(self.rundir, "%s.pw" % aor.split(":", 1)[1])
+        proxy_users._write_private(path, self.users[aor] + "\n")
+        return path
 
     def log_tail(self, n=5):
         try:

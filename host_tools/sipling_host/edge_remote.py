@@ -27,6 +27,9 @@ def main(argv=None):
     p.add_argument("--send", action="append", default=[])
     p.add_argument("--timeout", type=float, default=8.0, help="seconds to wait for each answer")
     p.add_argument("--no-reply", action="store_true", help="only wait for the final response")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="the account's Digest password (the proxy authenticates its users; "
+                        "`sipling proxy-user` writes it)")
     a = p.parse_args(argv)
     try:
         import pjsua2 as pj
@@ -76,6 +79,11 @@ def main(argv=None):
     acfg.natConfig.sdpNatRewriteUse = 0
     acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
     acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+    if a.password_file:
+        from .proxy_users import password_from_file
+        pw, _ = password_from_file(a.password_file, create=False)
+        user = a.aor.split(":", 1)[1].partition("@")[0]
+        acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, pw))
     acc = Acc()
     acc.create(acfg)
 

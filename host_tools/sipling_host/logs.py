@@ -6,6 +6,7 @@ to the terminal and/or a file, and with ``--pcap`` turns SIP ``TRACE`` lines int
 (:mod:`sipling_host.pcap`). When the port goes away (cable pulled, board reset) it waits
 for the port to come back and goes on.
 """
+import os
 import sys
 import time
 
@@ -162,8 +163,9 @@ def run(args):
             return 0
     else:
         ser = open_port(args.port, args.baud, timeout=0.1)
-    logfile = open(args.out, "a") if args.out else None
-    pf = open(args.pcap, "wb") if args.pcap else None
+    # SIP traces name users and carry message bodies: readable by this user only
+    logfile = os.fdopen(os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") if args.out else None
+    pf = os.fdopen(os.open(args.pcap, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") if args.pcap else None
     relay = Relay(out=None if args.quiet else sys.stdout, logfile=logfile,
                   pcap=PcapWriter(pf) if pf else None,
                   flt=Filter(args.level, args.module, args.grep, not args.no_traces), colour=colour)

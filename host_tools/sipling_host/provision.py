@@ -23,6 +23,7 @@ from .serialport import open_port
 
 HELP = "create fresh keys and config, write them to the board, write the proxy-side bundle"
 MECHANISMS = ("ipsec-3gpp", "ipsec-man", "digest")
+DEFAULT_MECHANISMS = ("ipsec-3gpp", "ipsec-man")   # secure by default: digest needs --allow-digest
 _ERRNAMES = {frame.E_FRAME: "bad frame", frame.E_VERSION: "protocol version",
              frame.E_TYPE: "unknown request", frame.E_STATE: "no transfer in progress",
              frame.E_OFFSET: "offset", frame.E_SIZE: "size", frame.E_DIGEST: "digest mismatch",
@@ -230,6 +231,15 @@ def build(args, wifi=None):
             raise UserError("unknown mechanism %r; choose from %s" % (m, ", ".join(MECHANISMS)))
     if not mechs:
         raise UserError("--mechanisms is empty; give at least one of %s" % ", ".join(MECHANISMS))
+    if "digest" in mechs and not args.allow_digest:
+        raise UserError("--mechanisms lists digest, which protects only the board's own requests (a LAN "
+                        "attacker could then send it commands); add --allow-digest if you mean it")
+    if args.allow_digest and "digest" not in mechs:
+        mechs.append("digest")
+    if args.digest_commands and not args.allow_digest:
+        raise UserError("--digest-commands needs --allow-digest (commands under a digest-only agreement)")
+    if not any(m in ("ipsec-3gpp", "ipsec-man") for m in mechs) and not args.allow_digest:
+        raise UserError("--mechanisms has no ipsec-3gpp or ipsec-man; IPsec is required unless --allow-digest")
     port_c, port_s = args.port_c, args.port_s
     spi_uc, spi_us, spi_pc, spi_ps = _spis(4)
     password = base64.urlsafe_b64encode(os.urandom(18)).decode()
@@ -247,10 +257,11 @@ def build(args, wifi=None):
                      "display": args.display or user},
         "proxy": {"host": phost, "port": pport, "domain": args.domain or domain},
         "local": {"host": args.local, "port_c": port_c, "port_s": port_s},
-        "secagree": {"mechanisms": mechs, "require_ipsec": bool(args.require_ipsec)},
+        "secagree": {"mechanisms": mechs, "require_ipsec": not args.allow_digest},
         "ipsec": ipsec,
         "ipsec_man": man,
         "owners": list(args.owner or []),
+        "control": {"digest_commands": bool(args.digest_commands), "trust_from": False},
         "register": {"expires": args.expires, "keepalive": args.keepalive},
         "log": {"level": args.log_level, "trace_sip": bool(args.trace_sip)},
     }
@@ -263,7 +274,7 @@ def build(args, wifi=None):
                    "port_c": port_c, "port_s": port_s},
         "proxy": cfg["proxy"],
         "mechanisms": mechs,
-        "require_ipsec": bool(args.require_ipsec),
+        "require_ipsec": not args.allow_digest,
         "ipsec": ipsec,
         "ipsec_man": man,
         "owners": cfg["owners"],
@@ -373,9 +384,15 @@ def add_arguments(p):
     p.add_argument("--proxy", required=True, help="home proxy host[:port] (default port 5060)")
     p.add_argument("--domain", help="SIP domain (default: the AOR's)")
     p.add_argument("--owner", action="append", help="owner AOR allowed to control the board (at least one; repeat for more)")
-    p.add_argument("--mechanisms", default=",".join(MECHANISMS),
-                   help="sec-agree mechanisms, comma separated (default %(default)s)")
-    p.add_argument("--require-ipsec", action="store_true", help="refuse digest-only protection")
+    p.add_argument("--mechanisms", default=",".join(DEFAULT_MECHANISMS),
+                   help="sec-agree mechanisms, comma separated, from %s (default %%(default)s)" % ", ".join(MECHANISMS))
+    p.add_argument("--allow-digest", action="store_true",
+                   help="also allow the digest mechanism (weaker: it protects only the board's own requests; "
+                        "commands under it are still refused without --digest-commands)")
+    p.add_argument("--digest-commands", action="store_true",
+                   help="lab only: obey commands under a digest-only agreement (logged at every registration)")
+    # IPsec is required by default now; the old switch is accepted so scripts keep working
+    p.add_argument("--require-ipsec", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--board", default="sim", help="board name stored in the config (default sim)")
     p.add_argument("--wifi-ssid", metavar="SSID",
                    help="Wi-Fi network the board joins (required for a real board)")

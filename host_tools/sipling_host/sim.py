@@ -131,6 +131,10 @@ def _install(args, env, fs):
 
 
 def run(args):
+    # everything the simulated board writes (its config with keys and passwords, sequence
+    # and replay marks) and everything made for it is private to this user: mode 0600/0700,
+    # as on the board, where nobody else can read the flash (issue 10 finding 10)
+    os.umask(0o077)
     argv, env, tmp = prepare(args)
     if args.check:
         print("sipling: %s is valid" % (args.config or env["SIPLING_CONFIG"]))

@@ -120,3 +120,32 @@ def sipp_argv(scenario, port, remote=None, calls=1, timeout=30, media_port=None)
     if remote:
         argv.append(remote)
     return argv
+
+
+def send_authed(sock, dest, msg, user, password, timeout=5):
+    """Send request `msg` (a sipling Message) from `sock` to `dest` as a UA with a Digest
+    account would: a 401/407 challenge (RFC 3261 22.2, 22.3; Kamailio's edge.cfg challenges
+    every user) is answered once with credentials, CSeq + 1 and a fresh branch. Returns the
+    first response that is not such a challenge, or None when the authenticated request was
+    sent (its responses are then for the caller to read from sock)."""
+    import os as _os
+    from sipling.sip import digest
+    from sipling.sip.parser import parse
+    sock.settimeout(timeout)
+    sock.sendto(msg.serialize(), dest)
+    while True:
+        r = parse(sock.recv(65535))
+        if r.status >= 200:
+            break
+    if r.status not in (401, 407):
+        return r
+    www, auth = (b"WWW-Authenticate", b"Authorization") if r.status == 401 else (b"Proxy-Authenticate", b"Proxy-Authorization")
+    ch = digest.choose(r.header_lines(www))[0]
+    n, method = msg.cseq()
+    msg.set("CSeq", b"%d %s" % (n + 1, method))
+    via = msg.get("Via")
+    msg.set("Via", via.split(b";branch=")[0] + b";branch=z9hG4bK-au" + _os.urandom(6).hex().encode() + b";rport")
+    msg.add(auth, digest.authorization(ch, user.encode(), password.encode(), msg.method, msg.uri, msg.body,
+                                       cnonce=_os.urandom(8).hex().encode()))
+    sock.sendto(msg.serialize(), dest)
+    return None

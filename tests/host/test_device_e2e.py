@@ -205,7 +205,8 @@ def rig():
  "identity": {"aor": "sip:door@example.test", "auth_user": "door", "password": "%s"},
  "proxy": {"host": "127.0.0.1", "port": %d, "domain": "example.test"},
  "local": {"host": "127.0.0.1", "port_c": %d, "port_s": %d},
- "secagree": {"mechanisms": ["digest"]},
+ "secagree": {"mechanisms": ["digest"], "require_ipsec": false},
+ "control": {"digest_commands": true},
  "owners": ["sip:alice@example.test"],
  "register": {"expires": 600, "keepalive": 1},
  "log": {"level": "info", "trace_sip": false}}""" % (PASSWORD, kport, lport, lport + 1))
@@ -232,13 +233,13 @@ def test_register_control_forbid_restart_deregister(rig):
     assert got[0].startswith("ok button=off led=off relay=off temperature=21.5 sip=registered_via_digest"), got
     assert got[1] == "ok relay=on", got
     assert got[2] == "event button pressed", got
-    sim.wait_for(r"command from alice@example\.test \(from\): set ok")
+    sim.wait_for(r"command from alice@example\.test \(pai\): set ok")
     sim.wait_for(r"INFO event: delivered to sip:alice@example\.test: event button pressed")
 
     # a stranger: 403, nothing executed
     r = sipp(d, "stranger", stranger_scenario(), free_port(), "127.0.0.1:%d" % k.port)
     assert r.returncode == 0, messages_log(d, "stranger")[-3000:]
-    sim.wait_for(r"WARN ua: 403 to mallory@example\.test \(from\): not an owner")
+    sim.wait_for(r"WARN ua: 403 to mallory@example\.test \(pai\): not an owner")
     mark = len(sim.lines)
     sim.send("status")
     sim.wait_for(r"^status: sip registered via digest; .*relay=on", mark)
@@ -263,7 +264,8 @@ def test_register_control_forbid_restart_deregister(rig):
 def test_wrong_config_is_one_line_per_problem_and_exit_1(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{"version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test", "password": "x"},'
-                 ' "proxy": {"host": "proxy.lan", "port": 0}, "owners": ["alice"], "log": {"level": "loud"}}')
+                 ' "proxy": {"host": "proxy.lan", "port": 0}, "owners": ["alice"], "log": {"level": "loud"},'
+                 ' "secagree": {"mechanisms": ["digest"], "require_ipsec": false}}')
     r = subprocess.run([sys.executable, "-m", "sipling_host", "sim", "--config", str(p)],
                        capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 1
@@ -296,7 +298,8 @@ def test_wrong_config_also_refused_by_the_board_itself(tmp_path):
 def test_unknown_board_and_check_only(tmp_path):
     p = tmp_path / "dev.json"
     p.write_text('{"version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test", "password": "x"},'
-                 ' "proxy": {"host": "127.0.0.1"}, "owners": ["sip:alice@example.test"]}')
+                 ' "proxy": {"host": "127.0.0.1"}, "owners": ["sip:alice@example.test"],'
+                 ' "secagree": {"mechanisms": ["digest"], "require_ipsec": false}}')
     r = subprocess.run([sys.executable, "-m", "sipling_host", "sim", "--config", str(p), "--board", "nosuch"],
                        capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 1 and "Traceback" not in r.stderr
@@ -313,7 +316,8 @@ def test_esp32_board_description_runs_in_memory_on_the_sim(tmp_path):
     port = free_port(3)
     p.write_text('{"version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test", "password": "x"},'
                  ' "proxy": {"host": "127.0.0.1", "port": %d}, "local": {"port_c": %d, "port_s": %d},'
-                 ' "owners": ["sip:alice@example.test"]}' % (port, port + 1, port + 2))
+                 ' "owners": ["sip:alice@example.test"], "secagree": {"mechanisms": ["digest"], "require_ipsec": false}}'
+                 % (port, port + 1, port + 2))
     r = subprocess.run([sys.executable, "-m", "sipling_host", "sim", "--config", str(p), "--board", "esp32-generic"],
                        input="press button\nstatus\nquit\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -28,7 +28,7 @@ def device():
            "identity": {"aor": "sip:door@example.test", "password": "old-password-1"},
            "proxy": {"host": "127.0.0.1", "port": proxy, "domain": "example.test"},
            "local": {"host": "127.0.0.1", "port_c": pc, "port_s": ps},
-           "secagree": {"mechanisms": ["digest"]}, "owners": ["sip:alice@example.test"]}
+           "secagree": {"mechanisms": ["digest"], "require_ipsec": False}, "owners": ["sip:alice@example.test"]}
     with open(os.path.join(fs, "sipling.json"), "w") as f:
         json.dump(cfg, f)
     shutil.copy(os.path.join(ROOT, "boards/sim/board.json"), os.path.join(fs, "board.json"))
@@ -64,7 +64,7 @@ def test_provision_while_running_restarts_app_with_new_config(device):
     mark = len(b.output)
     rc = cli.main(["provision", "--port", b.path, "--aor", "sip:door@example.test",
                    "--proxy", "127.0.0.1:%d" % proxy, "--owner", "sip:bob@example.test",
-                   "--mechanisms", "digest", "--port-c", str(pc2), "--port-s", str(ps2),
+                   "--mechanisms", "digest", "--allow-digest", "--port-c", str(pc2), "--port-s", str(ps2),
                    "--encap-port", str(encap), "--out-bundle", os.path.join(d, "bundles"), "--no-repl"])
     assert rc == 0
     b.wait_output(b"new config committed: de-registering to restart with it", start=mark, timeout=10)

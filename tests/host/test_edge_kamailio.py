@@ -20,6 +20,7 @@ from sipling.sip.message import request
 from sipling.sip.parser import parse
 from sipling_host.edge_kamailio import Kamailio, find_kamailio, free_udp_port
 
+import peers
 from edge_scripted import Device, device_json, man_section
 
 PAIRS = [(a, e) for a in ("hmac-sha-1-96", "hmac-md5-96", "hmac-sha-256-128")
@@ -72,7 +73,7 @@ def stack(tmp_path_factory):
     (bundles / "door.json").write_text(json.dumps(device_json(IK, CK, PAIRS, MAN)))
     kport = free_udp_port()
     edge = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
-    kam = Kamailio(kport, edge_addr=H).start()
+    kam = Kamailio(kport, edge_addr=H, edge_port=edge["inner"]).start()
     log = open(tmp / "edge.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sipling_host", "edge", "--bundles", str(bundles), "--sip-port", str(edge["sip"]),
@@ -114,7 +115,8 @@ def message_via_kamailio(stack, body):
         (b"Max-Forwards", b"70"), (b"From", b"<sip:alice@example.test>;tag=ua"),
         (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"ua-%d" % me), (b"CSeq", b"1 MESSAGE"),
         (b"Content-Type", b"text/plain")], body)
-    s.sendto(m.serialize(), (H, stack["kport"]))
+    # alice has a Digest account at Kamailio (edge.cfg authenticates every user)
+    assert peers.send_authed(s, (H, stack["kport"]), m, "alice", stack["kam"].users["sip:alice@example.test"]) is None
     return s
 
 
@@ -179,7 +181,8 @@ def test_real_ua_message_reaches_device_over_esp_and_reply_comes_back(stack):
         th.start()
         out = subprocess.run(
             [sys.executable, "-m", "sipling_host.edge_remote", "--proxy", "%s:%d" % (H, stack["kport"]),
-             "--to", "sip:door@example.test", "--send", "status", "--send", "set relay on"],
+             "--to", "sip:door@example.test", "--send", "status", "--send", "set relay on",
+             "--password-file", stack["kam"].password_file()],
             capture_output=True, text=True, timeout=60)
         stop.set()
         th.join()
@@ -276,3 +279,54 @@ def test_kamailio_cfg_refuses_what_did_not_come_through_the_edge(stack):
     # a Path from an address that is not the edge's (EDGE_ADDR): 403
     r = _register_direct(stack, "127.0.0.2", [(b"Path", b"<sip:evil@127.0.0.2:5999;lr>")])
     assert r.status == 403
+
+
+def test_kamailio_cfg_authenticates_everyone_but_the_edge(stack):
+    # issue 10 finding 3: nobody binds or unbinds the device's AOR without the edge, and a
+    # request's asserted identity is the authenticated user, never what the sender wrote
+    dev = Device(IK, CK, PAIRS, MAN)
+    net = Net(stack["edge"])
+    try:
+        assert register(stack, dev, net, "ipsec-3gpp", "hmac-sha-1-96", "aes-cbc").status == 200
+        # an unauthenticated REGISTER for the device's AOR, and `Contact: *` to unbind it
+        assert _register_direct(stack, H, []).status == 401
+        r = _register_direct(stack, H, [(b"Contact", b"*")])
+        assert r.status in (400, 401)
+        # alice's own account cannot register as the device either
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((H, 0))
+        me = s.getsockname()[1]
+        m = request(b"REGISTER", b"sip:example.test", [
+            (b"Via", b"SIP/2.0/UDP %s:%d;branch=z9hG4bK-ra%d;rport" % (H.encode(), me, me)),
+            (b"Max-Forwards", b"70"), (b"From", b"<sip:door@example.test>;tag=r"),
+            (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"as-alice-%d" % me), (b"CSeq", b"1 REGISTER"),
+            (b"Contact", b"<sip:door@%s:%d>" % (H.encode(), me)), (b"Expires", b"60")])
+        assert peers.send_authed(s, (H, stack["kport"]), m, "alice", stack["kam"].users["sip:alice@example.test"]) is None
+        assert parse(s.recv(65535)).status == 403
+        s.close()
+        # a MESSAGE with a forged From and a forged PAI, unauthenticated: challenged, not relayed
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((H, 0))
+        s.settimeout(3)
+        me = s.getsockname()[1]
+        m = request(b"MESSAGE", b"sip:door@example.test", [
+            (b"Via", b"SIP/2.0/UDP %s:%d;branch=z9hG4bK-fm%d;rport" % (H.encode(), me, me)),
+            (b"Max-Forwards", b"70"), (b"From", b"<sip:alice@example.test>;tag=f"),
+            (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"forged-%d" % me), (b"CSeq", b"1 MESSAGE"),
+            (b"P-Asserted-Identity", b"<sip:alice@example.test>"), (b"Content-Type", b"text/plain")], b"set relay on")
+        s.sendto(m.serialize(), (H, stack["kport"]))
+        assert parse(s.recv(65535)).status == 407
+        s.close()
+        with pytest.raises(socket.timeout):
+            net.recv_esp(dev, timeout=1)
+        # the authenticated owner's MESSAGE reaches the device with the asserted identity,
+        # whatever PAI the sender put in
+        ua = message_via_kamailio(stack, b"status")
+        (sport, dport, got), _ = net.recv_esp(dev)
+        assert got.get_all("P-Asserted-Identity") == [b"<sip:alice@example.test>"]
+        net.send_esp(dev.answer(got))
+        ua.settimeout(5)
+        assert parse(ua.recv(65535)).status == 200
+        ua.close()
+    finally:
+        net.close()

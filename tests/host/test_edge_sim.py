@@ -33,6 +33,7 @@ import peers
 H = "127.0.0.1"
 # every pair the device's sec-agree policy runs for ipsec-3gpp (TS 33.203 algorithms)
 from sipling.secagree.policy import ALGS, EALGS  # noqa: E402
+from sipling.sip.parser import parse  # noqa: E402
 PAIRS = [(a.decode(), e.decode()) for a in ALGS for e in EALGS]
 _SHORT = {"hmac-sha-1-96": "sha1", "hmac-md5-96": "md5", "hmac-sha-256-128": "sha256",
           "null": "null", "aes-cbc": "aes", "des-ede3-cbc": "3des"}
@@ -51,7 +52,7 @@ class Stack:
         self.bundles.mkdir()
         self.kport = free_udp_port()
         self.edge = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
-        self.kam = Kamailio(self.kport, edge_addr=H).start()
+        self.kam = Kamailio(self.kport, edge_addr=H, edge_port=self.edge["inner"]).start()
         self.edge_proc = Proc("edge", [
             sys.executable, "-m", "sipling_host", "edge", "--bundles", str(self.bundles),
             "--sip-port", str(self.edge["sip"]), "--encap-port", str(self.edge["encap"]),
@@ -69,7 +70,7 @@ class Stack:
         args = p.parse_args([
             "--port", "none", "--aor", "sip:%s@example.test" % name, "--owner", OWNER,
             "--proxy", "%s:%d" % (H, sip_port or self.edge["sip"]), "--mechanisms", "ipsec-3gpp",
-            "--require-ipsec", "--port-c", str(free_udp_port()), "--port-s", str(free_udp_port()),
+            "--port-c", str(free_udp_port()), "--port-s", str(free_udp_port()),
             "--encap-port", str(free_udp_port())])
         cfg, bundle = provision.build(args)
         for ip in (cfg["ipsec"], bundle["ipsec"]):
@@ -113,8 +114,10 @@ def stack(tmp_path_factory):
     st.close()
 
 
-def send_message(stack, to, body):
-    """A MESSAGE from a plain UDP UA to Kamailio; returns the final status (or None)."""
+def send_message(stack, to, body, kam=None):
+    """A MESSAGE from alice's plain UDP UA (Digest account at Kamailio) to Kamailio; returns
+    the final status (or None)."""
+    kam = kam or stack.kam
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((H, 0))
     s.settimeout(5)
@@ -123,8 +126,10 @@ def send_message(stack, to, body):
            "From: <%s>;tag=t%d\r\nTo: <%s>\r\nCall-ID: t%d@test\r\nCSeq: 1 MESSAGE\r\n"
            "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
            % (to, H, me, me, OWNER, me, to, me, len(body), body))
-    s.sendto(msg.encode(), (H, stack.kport))
     try:
+        first = peers.send_authed(s, (H, kam.port), parse(msg.encode()), "alice", kam.users[OWNER])
+        if first is not None:
+            return first.status
         while True:
             r = s.recv(65535)
             code = int(r.split(b" ", 2)[1])
@@ -178,7 +183,8 @@ def test_real_ua_controls_board_over_esp_checked_by_tshark(stack):
         assert sim.wait_for(r"registered as sip:door@example\.test .* via ipsec-3gpp", 30), sim.lines[-5:]
         out = subprocess.run(
             [sys.executable, "-m", "sipling_host.edge_remote", "--proxy", "%s:%d" % (H, stack.kport),
-             "--aor", OWNER, "--to", "sip:door@example.test", "--send", "status", "--send", "set relay on"],
+             "--aor", OWNER, "--to", "sip:door@example.test", "--send", "status", "--send", "set relay on",
+             "--password-file", stack.kam.password_file()],
             capture_output=True, text=True, timeout=60)
         events = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
         assert out.returncode == 0, (events, stack.edge_text()[-2000:])
@@ -391,10 +397,12 @@ def test_401_flavour_registers_board(stack):
     bundles = stack.tmp / "bundles401"
     bundles.mkdir()
     ports = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
+    # its own Kamailio: edge.cfg trusts one edge, by address and port
+    kam = Kamailio(free_udp_port(), edge_addr=H, edge_port=ports["inner"]).start()
     edge = Proc("edge401", [
         sys.executable, "-m", "sipling_host", "edge", "--bundles", str(bundles), "--challenge", "401",
         "--sip-port", str(ports["sip"]), "--encap-port", str(ports["encap"]),
-        "--inner-port", str(ports["inner"]), "--proxy", "%s:%d" % (H, stack.kport)])
+        "--inner-port", str(ports["inner"]), "--proxy", "%s:%d" % (H, kam.port)])
     try:
         assert edge.wait_for("listening", 10)
         path, cfg = stack.device("porch", [("hmac-md5-96", "aes-cbc")], sip_port=ports["sip"],
@@ -405,8 +413,9 @@ def test_401_flavour_registers_board(stack):
         assert sim.wait_for(r"registered as sip:porch@example\.test .* via ipsec-3gpp", 30), sim.lines[-5:]
         assert "agreed ipsec-3gpp alg=hmac-md5-96 ealg=aes-cbc" in "\n".join(sim.lines)
         assert "from 401" in "\n".join(sim.lines)
-        assert send_message(stack, "sip:porch@example.test", "status") == 200
+        assert send_message(stack, "sip:porch@example.test", "status", kam) == 200
         sim.send("quit")
         assert sim.stop(grace=5) == 0
     finally:
         edge.stop()
+        kam.cleanup()

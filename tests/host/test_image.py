@@ -212,7 +212,8 @@ def test_config_goes_to_sipling_json_and_is_validated(tmp_path):
     board = boards.load_board("esp32-generic")
     cfg = {"version": 1, "board": "esp32-generic",
            "identity": {"aor": "sip:door@example.test", "password": "s3cret"},
-           "proxy": {"host": "192.0.2.10"}, "owners": ["sip:alice@example.test"]}
+           "proxy": {"host": "192.0.2.10"}, "owners": ["sip:alice@example.test"],
+           "secagree": {"mechanisms": ["digest"], "require_ipsec": False}}
     good = tmp_path / "dev.json"
     good.write_text(json.dumps(cfg))
     image.build(board, str(tmp_path / "a"), config=str(good), say=lambda *_: None)

@@ -66,7 +66,9 @@ def test_fresh_board_then_key_rotation_while_running(stub, tmp_path, capfd):
     assert bun1["config_sha256"] == sha1
     assert conf["owners"] == ["sip:alice@example.test"]
     assert conf["proxy"] == {"host": "127.0.0.1", "port": 5060, "domain": "example.test"}
-    assert conf["secagree"]["mechanisms"] == ["ipsec-3gpp", "ipsec-man", "digest"]
+    # issue 10: secure by default, no digest unless asked for, commands only under IPsec
+    assert conf["secagree"] == {"mechanisms": ["ipsec-3gpp", "ipsec-man"], "require_ipsec": True}
+    assert conf["control"] == {"digest_commands": False, "trust_from": False}
     m = conf["ipsec_man"]
     assert len({m["spi_uc"], m["spi_us"], m["spi_pc"], m["spi_ps"]}) == 4
     assert all(256 <= m[k] < 2 ** 32 for k in ("spi_uc", "spi_us", "spi_pc", "spi_ps"))
@@ -74,7 +76,7 @@ def test_fresh_board_then_key_rotation_while_running(stub, tmp_path, capfd):
 
     # key rotation: the app keeps running, takes the new config, all secrets fresh
     mark = len(b.output)
-    assert _provision(b.path, bundles, "--mechanisms", "ipsec-man,digest") == 0
+    assert _provision(b.path, bundles, "--mechanisms", "ipsec-man,digest", "--allow-digest") == 0
     out2, _ = capfd.readouterr()
     assert "config sha256 %s..." % sha1[:16] in out2
     bun2 = json.loads(path.read_text())
@@ -205,3 +207,19 @@ def test_config_the_firmware_would_refuse_is_not_sent(tmp_path, capfd):
     assert err.splitlines() == [
         "sipling: config: local.port_s: must differ from local.port_c (RFC 3329 Appendix A uses two ports)",
         "sipling: the board would refuse this config (1 problem above); fix the options"]
+
+
+def test_digest_needs_explicit_flags(tmp_path, capfd):
+    # issue 10 finding 1: digest only with --allow-digest; commands under it only with
+    # --digest-commands as well; each mistake is one line, nothing is sent
+    base = ["provision", "--port", str(tmp_path / "nosuch"), "--aor", "sip:door@example.test",
+            "--proxy", "127.0.0.1", "--owner", "sip:alice@example.test", "--out-bundle", str(tmp_path / "b")]
+    assert cli.main(base + ["--mechanisms", "ipsec-3gpp,digest"]) == 1
+    assert "add --allow-digest if you mean it" in capfd.readouterr().err
+    assert cli.main(base + ["--digest-commands"]) == 1
+    assert "--digest-commands needs --allow-digest" in capfd.readouterr().err
+    args = cli.build_parser().parse_args(base + ["--allow-digest", "--digest-commands"])
+    cfg, bundle = provision.build(args)
+    assert cfg["secagree"] == {"mechanisms": ["ipsec-3gpp", "ipsec-man", "digest"], "require_ipsec": False}
+    assert cfg["control"]["digest_commands"] is True and bundle["require_ipsec"] is False
+    provision.check(cfg)

@@ -91,7 +91,7 @@ class Firmware:
         for owner in ("sip:alice@example.test", "sip:bob@example.test"):
             a = ap.parse_args(["--port", "x", "--aor", "sip:door@example.test", "--proxy", "127.0.0.1:35070",
                                "--owner", owner, "--port-c", "35072", "--port-s", "35074",
-                               "--mechanisms", "ipsec-man,digest", "--log-level", "warn"])
+                               "--mechanisms", "ipsec-man,digest", "--allow-digest", "--log-level", "warn"])
             out.append(provision.config_bytes(provision.build(a)[0]))
         return out
 

@@ -54,7 +54,7 @@ def _config_bytes(owner):
     provision.add_arguments(ap)
     a = ap.parse_args(["--port", "x", "--aor", "sip:door@example.test", "--proxy", "127.0.0.1:%d" % PORTS["proxy"],
                        "--owner", owner, "--port-c", str(PORTS["c"]), "--port-s", str(PORTS["s"]),
-                       "--mechanisms", "ipsec-man,digest", "--trace-sip"])
+                       "--mechanisms", "ipsec-man,digest", "--allow-digest", "--trace-sip"])
     return provision.config_bytes(provision.build(a)[0])
 
 
@@ -62,7 +62,7 @@ def _provision(port, bundles, *extra):
     return cli.main(["provision", "--port", port, "--aor", "sip:door@example.test",
                      "--proxy", "127.0.0.1:%d" % PORTS["proxy"], "--owner", "sip:alice@example.test",
                      "--port-c", str(PORTS["c"]), "--port-s", str(PORTS["s"]),
-                     "--mechanisms", "digest", "--trace-sip", "--out-bundle", str(bundles)] + list(extra))
+                     "--mechanisms", "digest", "--allow-digest", "--trace-sip", "--out-bundle", str(bundles)] + list(extra))
 
 
 def test_fresh_firmware_board_provisioned_booted_logged(tmp_path, capfd):

@@ -86,7 +86,7 @@ def _strip_comment(cmd):
 
 def substitute(cmd, subs):
     """SUBSTITUTE applied to one command: `run/` -> temp dir, whole port numbers -> free ones."""
-    cmd = cmd.replace("run/", subs["run/"])
+    cmd = cmd.replace("$PWD/run/", subs["run/"]).replace("run/", subs["run/"])
     for old, new in subs["ports"].items():
         cmd = re.sub(r"(?<![\d.])%d(?![\d.])" % old, str(new), cmd)
     return cmd
@@ -107,7 +107,7 @@ def _readme_sipling_mentions(text=None):
     text = (_readme() if text is None else text).replace("\\\n", " ")
     out = []
     for line in text.splitlines():
-        for m in re.finditer(r"\bsipling +([a-z]+)((?: +[^\s`#)]+)*)", line):
+        for m in re.finditer(r"\bsipling +([a-z][a-z-]*[a-z]|[a-z])((?: +[^\s`#)]+)*)", line):
             out.append((m.group(1), m.group(2).split()))
     return out
 
@@ -163,7 +163,7 @@ def test_whole_readme_command_lines_parse():
 def test_quickstart_blocks_are_what_the_run_test_expects():
     sim = commands(block("sim"))
     starts = [c.split()[0] + (" " + c.split()[1] if c.startswith("sipling ") else "") for c in sim]
-    assert starts == ["mkdir", "kamailio", "sipling edge", "sipling sim", "sipling provision",
+    assert starts == ["mkdir", "sipling proxy-user", "kamailio", "sipling edge", "sipling sim", "sipling provision",
                       "sipling logs", "python", "tshark"], starts
     assert [c.split()[:3] for c in commands(block("sim-check"))] == [["sipling", "sim", "--check"]] * 2
 
@@ -320,7 +320,7 @@ def test_simulated_board_quickstart_as_written(tmp_path):
                 assert {"REGISTER", "MESSAGE"} <= set(fields), fields
         logs = bg["logs"].text()
         assert "registered as sip:door@example.test" in logs, logs[-2000:]
-        assert "command from alice@example.test (from): set ok" in logs, logs[-2000:]
+        assert "command from alice@example.test (pai): set ok" in logs, logs[-2000:]
         assert secret not in logs and secret not in bg["sim"].text()
 
         # sim-check: the board's own config is valid; a broken one gives one line per problem
@@ -374,7 +374,8 @@ def test_sim_fs_mistakes_are_one_line_each(tmp_path):
     # the board's own config is validated, never rewritten; a non-loopback one is refused
     (tmp_path / "fs").mkdir()
     cfg = {"version": 1, "board": "sim", "identity": {"aor": "sip:door@example.test", "password": "pw"},
-           "proxy": {"host": "127.0.0.1"}, "local": {"host": "192.0.2.7"}, "owners": ["sip:a@example.test"]}
+           "proxy": {"host": "127.0.0.1"}, "local": {"host": "192.0.2.7"}, "owners": ["sip:a@example.test"],
+           "secagree": {"mechanisms": ["digest"], "require_ipsec": False}}
     (tmp_path / "fs" / "sipling.json").write_text(json.dumps(cfg))
     r = sim("--fs", "fs")
     assert r.returncode == 1 and r.stderr == (

@@ -49,7 +49,7 @@ def rig(tmp_path_factory):
     bundles.mkdir()
     kport = free_udp_port()
     ports = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
-    kam = Kamailio(kport, edge_addr=H).start()
+    kam = Kamailio(kport, edge_addr=H, edge_port=ports["inner"]).start()
     edge = Proc("edge401", [
         sys.executable, "-m", "sipling_host", "edge", "--bundles", str(bundles), "--challenge", "401",
         "--realm", "ims.test", "--sip-port", str(ports["sip"]), "--encap-port", str(ports["encap"]),
@@ -72,7 +72,7 @@ def _device(rig, name, password_on_board=None):
     provision.add_arguments(p)
     args = p.parse_args([
         "--port", "none", "--aor", "sip:%s@example.test" % name, "--owner", "sip:alice@example.test",
-        "--proxy", "%s:%d" % (H, ports["sip"]), "--mechanisms", "ipsec-3gpp", "--require-ipsec",
+        "--proxy", "%s:%d" % (H, ports["sip"]), "--mechanisms", "ipsec-3gpp",
         "--port-c", str(free_udp_port()), "--port-s", str(free_udp_port()),
         "--encap-port", str(free_udp_port())])
     cfg, bundle = provision.build(args)
