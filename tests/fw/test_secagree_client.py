@@ -371,3 +371,16 @@ def test_non_utf8_item_in_security_server_is_logged_escaped():
     assert data(ev, "agreed").mechanism == b"digest"
     logs = [d for k, d in ev if k == "log"]
     assert [x for x in logs if x.startswith('sec-agree: refused foo;q=0.1;x="\\xff\\xfe": ')] != []
+
+
+def test_server_spi_equal_to_ours_is_refused():
+    # issue 10 finding 9: a Security-Server whose spi-s (or spi-c) is one of our own SPIs
+    # would let our own packets, reflected back, pass ESP: no agreement from it
+    for ours in ("spi_c", "spi_s"):
+        c = SecAgreeClient(pol(), SeqRand())
+        c.start(0)
+        line = (b"ipsec-3gpp;q=0.1;prot=esp;mod=trans;spi-c=4000;spi-s=%d;port-c=5066;port-s=5068;"
+                b"alg=hmac-sha-1-96;ealg=aes-cbc" % c.local[ours])
+        ev = c.on_response(494, [(b"Security-Server", line)], 10)
+        assert data(ev, "abort") == "Security-Server reuses one of our SPIs (reflection)", ours
+        assert "agreed" not in kinds(ev) and not c.protected()

@@ -239,6 +239,12 @@ class SecAgreeClient:
             best, ip, refused = _c.choose(server, self.policy, _has_digest_challenge(resp))
         except _c.Abort as e:
             return self._abort(now_ms, str(e))
+        if ip is not None and (ip["spi_c"] in (self.local["spi_c"], self.local["spi_s"])
+                               or ip["spi_s"] in (self.local["spi_c"], self.local["spi_s"])):
+            # SPIs are chosen by the receiver and name one SA each (TS 33.203 7.1): a server
+            # SPI equal to one of ours would let our own packets, reflected, pass as its
+            # (issue 10 finding 9); such an answer is not a usable agreement
+            return self._abort(now_ms, "Security-Server reuses one of our SPIs (reflection)")
         ev = []
         old = self.agreement
         if old is not None:
