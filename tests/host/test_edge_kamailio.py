@@ -253,17 +253,21 @@ def _check_with_tshark(stack, dev, pcap):
     assert len(spis) == 4, rows  # all four SAs of the pair carried traffic
 
 
+def _door_register(src_ip, me, extra=()):
+    """A plain REGISTER for the device's AOR from src_ip:me (not through the edge)."""
+    return request(b"REGISTER", b"sip:example.test", [
+        (b"Via", b"SIP/2.0/UDP %s:%d;branch=z9hG4bK-r%d;rport" % (src_ip.encode(), me, me)),
+        (b"Max-Forwards", b"70"), (b"From", b"<sip:door@example.test>;tag=r"),
+        (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"direct-%d" % me), (b"CSeq", b"1 REGISTER"),
+        (b"Contact", b"<sip:door@%s:%d>" % (src_ip.encode(), me)), (b"Expires", b"60")] + list(extra))
+
+
 def _register_direct(stack, src_ip, extra):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((src_ip, 0))
     s.settimeout(5)
     me = s.getsockname()[1]
-    m = request(b"REGISTER", b"sip:example.test", [
-        (b"Via", b"SIP/2.0/UDP %s:%d;branch=z9hG4bK-r%d;rport" % (src_ip.encode(), me, me)),
-        (b"Max-Forwards", b"70"), (b"From", b"<sip:door@example.test>;tag=r"),
-        (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"direct-%d" % me), (b"CSeq", b"1 REGISTER"),
-        (b"Contact", b"<sip:door@%s:%d>" % (src_ip.encode(), me)), (b"Expires", b"60")] + extra)
-    s.sendto(m.serialize(), (H, stack["kport"]))
+    s.sendto(_door_register(src_ip, me, extra).serialize(), (H, stack["kport"]))
     try:
         return parse(s.recv(65535))
     finally:
@@ -296,11 +300,7 @@ def test_kamailio_cfg_authenticates_everyone_but_the_edge(stack):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((H, 0))
         me = s.getsockname()[1]
-        m = request(b"REGISTER", b"sip:example.test", [
-            (b"Via", b"SIP/2.0/UDP %s:%d;branch=z9hG4bK-ra%d;rport" % (H.encode(), me, me)),
-            (b"Max-Forwards", b"70"), (b"From", b"<sip:door@example.test>;tag=r"),
-            (b"To", b"<sip:door@example.test>"), (b"Call-ID", b"as-alice-%d" % me), (b"CSeq", b"1 REGISTER"),
-            (b"Contact", b"<sip:door@%s:%d>" % (H.encode(), me)), (b"Expires", b"60")])
+        m = _door_register(H, me)
         assert peers.send_authed(s, (H, stack["kport"]), m, "alice", stack["kam"].users["sip:alice@example.test"]) is None
         assert parse(s.recv(65535)).status == 403
         s.close()
