@@ -280,6 +280,36 @@ def test_keepalive_401_means_proxy_restarted_reregister():
     assert r.get("Security-Client") == b"digest" and r.get("Security-Verify") is None
 
 
+def test_keepalive_goes_to_our_own_aor_and_a_lost_binding_reregisters():
+    # issue 10 finding 7: the registrar, not the proxy, must answer the keep-alive: an
+    # OPTIONS to our own AOR comes back to us by the binding; 404 means it is gone
+    app, _ = make_app(keepalive_ms=30000)
+    register(app, now=0)
+    app.handle_timer(30000)
+    [(ka, _)] = sent(app)
+    assert ka.method == b"OPTIONS" and ka.uri == b"sip:door@example.test"
+    assert ka.get("To") == b"<sip:door@example.test>"
+    answer(app, ka, 404, "Not Found", now=30010)
+    [(r, _)] = sent(app)
+    assert app.ua.state == U.REGISTERING and r.method == b"REGISTER"
+
+
+def test_unanswered_keepalive_gives_up_after_8_s():
+    # a lost edge (unknown SPI, no answer at all): noticed 8 s after the keep-alive, not
+    # after Timer F's 32 s, so within 38 s of the loss with the default 30 s interval
+    app, _ = make_app(keepalive_ms=30000)
+    register(app, now=0)
+    app.handle_timer(30000)
+    [(ka, _)] = sent(app)
+    t = 30000
+    while app.ua.state == U.REGISTERED:
+        t = app.get_timer()
+        assert t <= 38000, t
+        app.handle_timer(t)
+        sent(app)
+    assert t == 38000 and app.ua.state == U.REGISTERING
+
+
 def test_stop_deregisters_with_expires_zero():
     app, _ = make_app()
     register(app)

@@ -53,12 +53,16 @@ class Stack:
         self.kport = free_udp_port()
         self.edge = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
         self.kam = Kamailio(self.kport, edge_addr=H, edge_port=self.edge["inner"]).start()
-        self.edge_proc = Proc("edge", [
+        self.edge_argv = [
             sys.executable, "-m", "sipling_host", "edge", "--bundles", str(self.bundles),
             "--sip-port", str(self.edge["sip"]), "--encap-port", str(self.edge["encap"]),
-            "--inner-port", str(self.edge["inner"]), "--proxy", "%s:%d" % (H, self.kport)])
-        assert self.edge_proc.wait_for("listening", 10), self.edge_proc.lines
+            "--inner-port", str(self.edge["inner"]), "--proxy", "%s:%d" % (H, self.kport)]
+        self.start_edge()
         self.sims = []
+
+    def start_edge(self):
+        self.edge_proc = Proc("edge", self.edge_argv)
+        assert self.edge_proc.wait_for("listening", 10), self.edge_proc.lines
 
     def edge_text(self):
         return "\n".join(self.edge_proc.lines)

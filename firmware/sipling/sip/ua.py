@@ -25,6 +25,7 @@ _MAX_ROUNDS = const(4)        # sec-agree / digest retries within one registrati
 _BACKOFF_FIRST_MS = const(1000)
 _BACKOFF_MAX_MS = const(300000)
 _MIN_REFRESH_MS = const(5000)
+_KEEPALIVE_GIVEUP_MS = const(8000)  # Timer E sent it at 0, 0.5, 1.5, 3.5 and 7.5 s
 MAX_TX = const(12)            # client transactions in flight (replies, events, register)
 ALLOW = b"MESSAGE, OPTIONS"
 _ALLOW_HDRS = ((b"Allow", ALLOW),)
@@ -235,10 +236,18 @@ class UA(uac.Client):
         self.cancel_all()
         self._send_register(now, 0)
 
-    # --- keep-alive: OPTIONS to the proxy under the agreement -----------------------------
+    # --- keep-alive: OPTIONS to our own AOR, under the agreement ---------------------------
+    # A proxy answers an OPTIONS for its own domain itself, so that would not notice a
+    # registrar that lost our binding (a Kamailio restart). Our own AOR makes the registrar
+    # look the binding up and route the request back by its Path, through the edge and our
+    # inbound SA, to our own OPTIONS server (RFC 3261 11): a 2xx proves the whole loop, a
+    # 404/480 says the binding or the edge's association is gone. An unanswered one gives up
+    # after _KEEPALIVE_GIVEUP_MS instead of Timer F's 32 s, so with the default 30 s
+    # interval a lost edge is noticed within 38 s.
     def _keepalive(self, now):
-        req = self.build(b"OPTIONS", self.registrar_uri(), self.aor, self.new_call_id(), 1, [])
-        self.start_tx(req, now, self._on_keepalive)
+        req = self.build(b"OPTIONS", self.aor, self.aor, self.new_call_id(), 1, [])
+        tx = self.start_tx(req, now, self._on_keepalive)
+        tx.end_at = now + _KEEPALIVE_GIVEUP_MS
 
     def _on_keepalive(self, resp, now):
         if self.state != REGISTERED or (resp is not None and resp.status < 200):
@@ -247,8 +256,9 @@ class UA(uac.Client):
             return self.lost(now, "keep-alive unanswered")
         if resp.status == 494 and self.sa.protected():
             return self._tampered(resp, now, "OPTIONS (keep-alive)")
-        if resp.status in (401, 407, 494):
-            return self.lost(now, "keep-alive answered %d" % resp.status)
+        if resp.status >= 300:
+            return self.lost(now, "keep-alive answered %d%s" % (
+                resp.status, " (the registrar lost our binding)" if resp.status in (404, 480) else ""))
         self.t_keepalive = now + self.keepalive_ms
 
     # --- timers ---------------------------------------------------------------------------

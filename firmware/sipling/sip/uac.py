@@ -119,8 +119,11 @@ class Client:
         return self.layer.datagrams_to_send()
 
     def start_tx(self, req, now, cb):
-        """A non-INVITE client transaction to the proxy (17.1.2); cb(resp|None, now)."""
-        self.pending[self.layer.send_request(req, now, False, self.proxy)] = cb
+        """A non-INVITE client transaction to the proxy (17.1.2); cb(resp|None, now).
+        Returns the transaction."""
+        tx = self.layer.send_request(req, now, False, self.proxy)
+        self.pending[tx] = cb
+        return tx
 
     def in_flight(self):
         return len(self.pending)
