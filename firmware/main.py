@@ -109,7 +109,12 @@ def main():
         try:
             if "ipsec-3gpp" in cfg["secagree"]["mechanisms"] or "ipsec-man" in cfg["secagree"]["mechanisms"]:
                 # the one transport object: plain UDP until an ipsec agreement installs SAs
+                # the marks live with the board's files: next to the config, or where
+                # SIPLING_STATE says (`sipling sim --config` runs a temporary copy of it)
                 d = cfg_path.rsplit("/", 1)[0] + "/" if "/" in cfg_path else ""
+                d = _env("SIPLING_STATE", d)
+                if d and not d.endswith("/"):
+                    d += "/"
                 transport = loop.EspTransport(cfg, os.urandom, hwm_path=d + "sipling-seq.json")
                 hooks = (transport.agreed, transport.drop)
             else:

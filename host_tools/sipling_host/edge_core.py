@@ -60,6 +60,7 @@ class Session:
         self.nonce = None         # 401 mode
         self.offer_for = None     # (Call-ID, CSeq, branch) of the REGISTER the offer answered
         self.offer_wire = None    # and the bytes of that answer, resent for its retransmissions
+        self.man_call_id = None   # Call-ID of the device's last ipsec-man registration
         self.drops = {}
 
     def drop(self, reason):
@@ -345,6 +346,12 @@ class Edge(Router):
             self._commit(s, offer)
         elif msg.method == b"REGISTER" and self.cfg.challenge == "401" and self._rekey(s, offer, msg, sport, now_ms):
             return
+        if msg.method == b"REGISTER" and offer.kind == sa.IPSEC_MAN and msg.call_id() != s.man_call_id:
+            # a device starts each registration with a fresh Call-ID (RFC 3261 10.2.4: a
+            # refresh keeps it): it may have rebooted, so skip what its rounded-up replay
+            # marks refuse before answering it on those SAs
+            s.man_call_id = msg.call_id()
+            self.esp.skip_marks(offer)
         if msg.method == b"REGISTER":
             to = msg.to_addr()
             d = self.store.by_aor(to[1].serialize().decode("latin-1")) if to is not None else None

@@ -55,6 +55,16 @@ class EdgeEsp:
             self._man_in.add(sa.spi)
         self._keep(o, db, pair)
 
+    def skip_marks(self, o):
+        """ipsec-man: the device may have rebooted, and refuses up to replay.MARK_BLOCK - 1
+        numbers above the last it accepted (its mark is rounded up): leave them unused on
+        both SAs toward it, so nothing it must receive falls into that gap."""
+        from sipling.esp.replay import MARK_BLOCK
+        e = self.pairs.get(o.spi_ps)
+        if e is not None:
+            for sa in (e[1].out_c, e[1].out_s):
+                sa.counter.skip(MARK_BLOCK - 1)
+
     def _keep(self, o, db, pair):
         self.pairs[o.spi_ps] = (db, pair)
         self.by_spi[o.spi_pc] = db

@@ -12,6 +12,7 @@ for `sipling provision` on its console (--pty), as a freshly flashed board does.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,7 +104,19 @@ def prepare(args):
             json.dump(raw, f)
     mp = mpbin.micropython(args.micropython)
     env = dict(os.environ, MICROPYPATH=firmware_dir() + ":.frozen", SIPLING_CONFIG=cpath, SIPLING_BOARD=bpath)
+    if args.config and not fs:
+        # the config runs as a temporary copy, but what the board persists (ipsec-man
+        # sequence and replay marks) must outlive it: DIR/NAME.state/ beside the config
+        env["SIPLING_STATE"] = state_dir(args.config)
     return [mp, os.path.join(firmware_dir(), "main.py")], env, tmp
+
+
+def state_dir(config):
+    """Where `sipling sim --config FILE` keeps the board's persistent marks (mode 0700)."""
+    base = os.path.abspath(config)
+    d = (base[:-5] if base.endswith(".json") else base) + ".state"
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
 
 
 def _fs_board(fs):
@@ -162,14 +175,27 @@ def run(args):
             return ptyboard.run(argv, env, link=os.path.abspath(link), cwd=cwd)
         print(banner(env["SIPLING_CONFIG"]), file=sys.stderr, flush=True)
         p = subprocess.Popen(argv, env=env, cwd=cwd)
+        signalled = []
+
+        def _term(signum, frame):
+            signalled.append(signum)
+            raise KeyboardInterrupt()
+        # a `kill` (SIGTERM) or a closed terminal stops the board as ^C does, and the
+        # temporary copy of the config (keys inside) is removed (issue 10 finding 8)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _term)
         try:
             return p.wait()
         except KeyboardInterrupt:
-            # ^C reaches the board too (same process group): it de-registers, then exits
+            # ^C reaches the board too (same process group); a signal sent to us alone is
+            # passed on as SIGINT: it de-registers, then exits
+            if signalled and p.poll() is None:
+                p.send_signal(signal.SIGINT)
             try:
                 return p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
                 return 130
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -95,3 +95,16 @@ def test_other_inbound_sa_keeps_its_own_mark():
     assert flash == {0x5002: 8}  # the in_c SA (0x5001) saw nothing: no mark, nothing refused
     db, p = _boot(flash)
     assert p.in_c.window.top == 0 and p.in_s.window.top == 8
+
+
+def test_counters_skip_numbers_and_persist_before_using_them():
+    from sipling.esp import seq
+    c = seq.Counter()
+    c.take()
+    c.skip(7)
+    assert c.take() == 9
+    stored = []
+    r = seq.Reserved(0, stored.append, block=4)
+    assert r.take() == 1 and stored == [4]
+    r.skip(7)
+    assert r.take() == 9 and stored == [4, 12]   # the new mark is stored before 9 is used

@@ -570,3 +570,26 @@ def test_duplicated_plain_register_gets_the_same_offer(tmp_path):
             rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 1)
             assert len(rig.out("inner")) == 1
             assert rig.edge.sessions["door"].drops == {}
+
+
+def test_ipsec_man_fresh_registration_skips_what_a_rebooted_device_refuses(tmp_path):
+    # a rebooted board refuses up to MARK_BLOCK - 1 numbers above the last it accepted (its
+    # inbound mark is rounded up): the edge leaves them unused when a registration starts
+    # with a new Call-ID, and not on a refresh (same Call-ID)
+    from sipling.esp.replay import MARK_BLOCK
+    rig = Rig(tmp_path, algs=[("hmac-sha-1-96", "aes-cbc")])
+    rig.register("ipsec-man")
+    pair = rig.edge.esp.pairs[2002][1]
+    before = (pair.out_c.counter.last, pair.out_s.counter.last)
+    rig.edge.receive_esp(rig.dev.protected_request(b"REGISTER"), DEV_ADDR, 1)   # a refresh
+    rig.out("inner")
+    assert (pair.out_c.counter.last, pair.out_s.counter.last) == before
+    rig.dev.cseq += 1
+    req = rig.dev._common(b"REGISTER")
+    req = [(n, b"reg-after-reboot@dev" if n == b"Call-ID" else v) for n, v in req]
+    req += [(b"Security-Verify", x) for x in rig.dev.server_lines]
+    req += [(b"Require", b"sec-agree"), (b"Proxy-Require", b"sec-agree"),
+            (b"Contact", b"<sip:door@127.0.0.1:%d>" % rig.dev.port_s), (b"Expires", b"600")]
+    rig.edge.receive_esp(rig.dev.seal_c(request(b"REGISTER", b"sip:example.test", req).serialize()), DEV_ADDR, 2)
+    rig.out("inner")
+    assert (pair.out_c.counter.last, pair.out_s.counter.last) == tuple(b + MARK_BLOCK - 1 for b in before)

@@ -6,6 +6,10 @@ from micropython import const
 
 DEFAULT_SIZE = const(128)  # RFC 4303: at least 32, 64 recommended
 _SEQ_MAX = const(0xFFFFFFFF)
+# ipsec-man: an inbound window top is persisted this many numbers ahead (reserve()); after
+# a reboot up to MARK_BLOCK - 1 numbers the sender had not used yet are refused, so the
+# edge skips that many when the device registers afresh (edge_esp.skip_marks)
+MARK_BLOCK = const(8)
 
 
 class Window:
@@ -20,7 +24,7 @@ class Window:
         self._block = 1
         self.writes = 0
 
-    def reserve(self, persist, block=8):
+    def reserve(self, persist, block=MARK_BLOCK):
         """Manual keys: persist(value) (it has stored value, or raised, when it returns)
         is called before .top passes the stored value, with value = the new top + block - 1,
         so flash is written once per `block` numbers. The mark is rounded UP: restore() of

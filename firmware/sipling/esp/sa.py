@@ -166,7 +166,7 @@ class SADB:
         return Pair(made[0], made[1], made[2], made[3])
 
     def install_manual(self, conf, hwm, persist, now_ms=0, block=1024, rx_top=None,
-                       rx_persist=None, rx_block=8):
+                       rx_persist=None, rx_block=replay.MARK_BLOCK):
         """ipsec-man: the provisioned four-SA set. conf holds the same fields as
         install_3gpp's arguments; hwm(spi) -> stored high-water mark (0 if none) and
         persist(spi, value) stores one, so sequence numbers never repeat (seq.py).

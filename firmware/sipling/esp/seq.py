@@ -28,6 +28,10 @@ class Counter:
         self.last = n
         return n
 
+    def skip(self, n):
+        """Never use the next n numbers (RFC 4303 3.3.3 allows gaps)."""
+        self.last = min(self.last + n, SEQ_MAX)
+
 
 class Reserved:
     """Counter backed by a persisted high-water mark (see module comment)."""
@@ -54,3 +58,8 @@ class Reserved:
             self.limit = lim
         self.last = n
         return n
+
+    def skip(self, n):
+        """Never use the next n numbers (RFC 4303 3.3.3 allows gaps); the next take()
+        persists a new mark first if the skip passed the stored one."""
+        self.last = min(self.last + n, SEQ_MAX)
