@@ -12,6 +12,7 @@
 """
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -46,13 +47,13 @@ pytestmark = pytest.mark.skipif(not (find_kamailio() and peers.has_micropython()
 
 
 class Stack:
-    def __init__(self, tmp):
+    def __init__(self, tmp, users=None):
         self.tmp = tmp
         self.bundles = tmp / "bundles"
         self.bundles.mkdir()
         self.kport = free_udp_port()
         self.edge = {"sip": free_udp_port(), "encap": free_udp_port(), "inner": free_udp_port()}
-        self.kam = Kamailio(self.kport, edge_addr=H, edge_port=self.edge["inner"]).start()
+        self.kam = Kamailio(self.kport, edge_addr=H, edge_port=self.edge["inner"], users=users).start()
         self.edge_argv = [
             sys.executable, "-m", "sipling_host", "edge", "--bundles", str(self.bundles),
             "--sip-port", str(self.edge["sip"]), "--encap-port", str(self.edge["encap"]),
@@ -67,18 +68,20 @@ class Stack:
     def edge_text(self):
         return "\n".join(self.edge_proc.lines)
 
-    def device(self, name, algs, sip_port=None, encap_port=None):
-        """Config + bundle for sip:<name>@example.test; returns (config path, config dict)."""
+    def device(self, name, algs=None, sip_port=None, encap_port=None, mechanisms=("--mechanisms", "ipsec-3gpp")):
+        """Config + bundle for sip:<name>@example.test; returns (config path, config dict).
+        algs None and mechanisms () keep what `sipling provision` chooses without flags."""
         p = argparse.ArgumentParser()
         provision.add_arguments(p)
         args = p.parse_args([
             "--port", "none", "--aor", "sip:%s@example.test" % name, "--owner", OWNER,
-            "--proxy", "%s:%d" % (H, sip_port or self.edge["sip"]), "--mechanisms", "ipsec-3gpp",
+            "--proxy", "%s:%d" % (H, sip_port or self.edge["sip"]),
             "--port-c", str(free_udp_port()), "--port-s", str(free_udp_port()),
-            "--encap-port", str(free_udp_port())])
+            "--encap-port", str(free_udp_port())] + list(mechanisms))
         cfg, bundle = provision.build(args)
         for ip in (cfg["ipsec"], bundle["ipsec"]):
-            ip["algs"] = [list(a) for a in algs]
+            if algs is not None:
+                ip["algs"] = [list(a) for a in algs]
             ip["peer_encap_port"] = encap_port or self.edge["encap"]
         cfg["register"]["expires"] = 300
         path = self.tmp / ("%s.json" % name)
@@ -441,3 +444,75 @@ def test_401_flavour_registers_board(stack):
     finally:
         edge.stop()
         kam.cleanup()
+
+
+def test_fresh_provision_resists_downgrade_forgery_and_a_strangers_invite(tmp_path):
+    """Issue 10: a board provisioned with no security flags, behind the shipped edge and
+    Kamailio, cannot be moved by a downgrade to digest, a forged From or PAI sent from the
+    LAN (to the board, to the edge's proxy side, or to Kamailio), or a stranger's INVITE."""
+    bob = "sip:bob@example.test"
+    st = Stack(tmp_path, users={OWNER: "alice-pw-1", bob: "bob-pw-2"})
+    mitm = Mitm(st.edge)
+    try:
+        # 1. downgrade: a man in the middle replaces the edge's offer with digest only
+        mitm.tamper_494 = lambda data: re.sub(rb"Security-Server: [^\r]*\r\n", b"", data).replace(
+            b"\r\n\r\n", b"\r\nSecurity-Server: digest;q=0.9;d-alg=md5\r\n\r\n", 1)
+        path, cfg = st.device("gate", sip_port=mitm.plain_port, encap_port=mitm.esp_port, mechanisms=())
+        assert cfg["secagree"] == {"mechanisms": ["ipsec-3gpp", "ipsec-man"], "require_ipsec": True}
+        sim = st.sim(path)
+        assert sim.wait_for(r"refused digest.*policy requires ipsec|registration failed", 20), sim.lines[-8:]
+        assert mitm.tampered == 1
+        # ... and it never agrees digest; the next attempt (no MITM meddling) gets IPsec
+        assert sim.wait_for(r"registered as sip:gate@example\.test .* via ipsec", 30), sim.lines[-8:]
+        assert not any("agreed digest" in ln for ln in sim.lines)
+
+        # 2. forged From + PAI straight to the board's port-s (plain UDP): ignored
+        def forged(method=b"MESSAGE", body=b"set relay on", pai=b"<sip:alice@example.test>"):
+            return (b"%s sip:gate@127.0.0.1:%d SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bK-ev%d\r\n"
+                    b"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=ev\r\nTo: <sip:gate@example.test>\r\n"
+                    b"Call-ID: evil-%d\r\nCSeq: 1 %s\r\nP-Asserted-Identity: %s\r\nContent-Length: %d\r\n\r\n%s"
+                    % (method, cfg["local"]["port_s"], time.monotonic_ns(), time.monotonic_ns(), method, pai,
+                       len(body), body))
+        ev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ev.bind((H, 0))
+        ev.sendto(forged(), (H, cfg["local"]["port_s"]))
+        # 3. the same to the edge's proxy-side port, from a LAN address that is not Kamailio
+        ev.sendto(forged(), (H, st.edge["inner"]))
+        assert sim.wait_for(r"ignored unprotected request", 5)
+        # 4. the same to Kamailio without credentials: challenged, never relayed
+        ev.settimeout(3)
+        ev.sendto(forged(), (H, st.kport))
+        assert parse(ev.recv(65535)).status == 407
+        # 5. a stranger with an account (bob) calls: INVITE refused, nothing else changes
+        inv = ("INVITE sip:gate@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-inv1;rport\r\n"
+               "Max-Forwards: 70\r\nFrom: <%s>;tag=b1\r\nTo: <sip:gate@example.test>\r\nCall-ID: bob-call\r\n"
+               "CSeq: 1 INVITE\r\nContact: <sip:bob@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n"
+               % (ev.getsockname()[1], bob, ev.getsockname()[1]))
+        first = peers.send_authed(ev, (H, st.kport), parse(inv.encode()), "bob", "bob-pw-2")
+        assert first is None
+        codes = []
+        while not codes or codes[-1] < 200:
+            codes.append(parse(ev.recv(65535)).status)
+        assert codes[-1] == 405, codes
+        # bob's MESSAGE is answered 403 (asserted as bob: not an owner)
+        msg = ("MESSAGE sip:gate@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-bm1;rport\r\n"
+               "Max-Forwards: 70\r\nFrom: <%s>;tag=b2\r\nTo: <sip:gate@example.test>\r\nCall-ID: bob-msg\r\n"
+               "CSeq: 1 MESSAGE\r\nP-Asserted-Identity: <sip:alice@example.test>\r\nContent-Length: 12\r\n\r\n"
+               "set relay on" % (ev.getsockname()[1], bob))
+        assert peers.send_authed(ev, (H, st.kport), parse(msg.encode()), "bob", "bob-pw-2") is None
+        assert parse(ev.recv(65535)).status == 403
+        assert sim.wait_for(r"403 to bob@example\.test \(pai\): not an owner", 5)
+        ev.close()
+        # the owner still controls it, and nothing above moved the relay
+        sim.send("status")
+        assert "relay=off" in sim.wait_for(r"^status:", 5)
+        assert send_message(st, "sip:gate@example.test", "set relay on") == 200
+        assert sim.wait_for(r"command from alice@example\.test \(pai\): set ok", 10)
+        sim.send("counters")
+        line = sim.wait_for(r"counters:", 5)
+        assert "commands=1 " in line and "forbidden=1 " in line, line
+        assert "not-from-proxy" in st.edge_text()
+        sim.send("quit")
+    finally:
+        mitm.close()
+        st.close()
