@@ -320,6 +320,11 @@ def test_simulated_board_quickstart_as_written(tmp_path):
                 assert {"REGISTER", "MESSAGE"} <= set(fields), fields
         logs = bg["logs"].text()
         assert "registered as sip:door@example.test" in logs, logs[-2000:]
+        # issue 10 finding 10: what holds keys, passwords or traces is this user's only
+        for f in ("door-fs/sipling.json", "door.pcap", "bundles/door@example.test.json", "alice.pw",
+                  "users/subscriber"):
+            mode = os.stat(str(tmp_path / f)).st_mode & 0o777
+            assert mode == 0o600, (f, oct(mode))
         assert "command from alice@example.test (pai): set ok" in logs, logs[-2000:]
         assert secret not in logs and secret not in bg["sim"].text()
 
