@@ -29,11 +29,12 @@ class Counter:
         return n
 
     def skip(self, n):
-        """Never use the next n numbers (RFC 4303 3.3.3 allows gaps)."""
+        """Never use the next n numbers (RFC 4303 3.3.3 allows gaps). For Reserved, the
+        next take() stores a new mark first when the skip passed the stored one."""
         self.last = min(self.last + n, SEQ_MAX)
 
 
-class Reserved:
+class Reserved(Counter):
     """Counter backed by a persisted high-water mark (see module comment)."""
 
     def __init__(self, stored_hwm, persist, block=1024):
@@ -58,8 +59,3 @@ class Reserved:
             self.limit = lim
         self.last = n
         return n
-
-    def skip(self, n):
-        """Never use the next n numbers (RFC 4303 3.3.3 allows gaps); the next take()
-        persists a new mark first if the skip passed the stored one."""
-        self.last = min(self.last + n, SEQ_MAX)
