@@ -302,6 +302,11 @@ def main():
         use("mpy")
         workload(False, int(a[1]))
         return
+    for d in (ROOT + "/build", BUILD):   # a fresh clone has no build/ (no os.makedirs here)
+        try:
+            os.mkdir(d)
+        except OSError:
+            pass
     try:
         img = _build()
     except OSError:
