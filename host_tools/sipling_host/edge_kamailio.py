@@ -13,6 +13,7 @@ import tempfile
 import time
 
 from . import proxy_users
+from .provision import aor_parts, write_private
 from .errors import UserError
 
 from .paths import ROOT
@@ -128,15 +129,14 @@ class Kamailio:
         db = os.path.join(self.rundir, "users")
         accounts = {}
         for aor, pw in self.users.items():
-            user, _, domain = aor.split(":", 1)[1].partition("@")
-            accounts[(user, domain)] = pw
+            accounts[aor_parts(aor)] = pw
         proxy_users.write_users(db, accounts)
         return db
 
     def password_file(self, aor="sip:alice@example.test"):
         """A 0600 file in the run directory holding that account's password."""
         path = os.path.join(self.rundir, "%s.pw" % aor.split(":", 1)[1])
-        proxy_users._write_private(path, self.users[aor] + "\n")
+        write_private(path, self.users[aor] + "\n")
         return path
 
     def log_tail(self, n=5):

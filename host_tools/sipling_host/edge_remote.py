@@ -80,9 +80,10 @@ def main(argv=None):
     acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
     acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
     if a.password_file:
+        from .provision import aor_parts
         from .proxy_users import password_from_file
         pw, _ = password_from_file(a.password_file, create=False)
-        user = a.aor.split(":", 1)[1].partition("@")[0]
+        user = aor_parts(a.aor)[0]
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, pw))
     acc = Acc()
     acc.create(acfg)

@@ -209,7 +209,7 @@ def _hostport(text, default_port):
     return host, int(port)
 
 
-def _aor_parts(aor):
+def aor_parts(aor):
     if not aor.startswith(("sip:", "sips:")) or "@" not in aor:
         raise UserError("--aor must look like sip:user@domain (got %r)" % aor)
     user, _, domain = aor.split(":", 1)[1].partition("@")
@@ -223,7 +223,7 @@ def build(args, wifi=None):
     """(config dict for the board, bundle dict for the proxy side), all secrets fresh.
 
     wifi: {"ssid", "password"} for the board's config (never in the bundle), or None."""
-    user, domain = _aor_parts(args.aor)
+    user, domain = aor_parts(args.aor)
     phost, pport = _hostport(args.proxy, 5060)
     mechs = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
     for m in mechs:
@@ -352,19 +352,23 @@ def config_bytes(cfg):
     return json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
 
 
+def write_private(path, text):
+    """Write text to path with mode 0600 (temp file + rename: the old file or the new one)."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
 def write_bundle(directory, bundle):
     """Write <dir>/<user>@<domain>.json with mode 0600 (temp file + rename); its path."""
     os.makedirs(directory, exist_ok=True)
     dev = bundle["device"]
     path = os.path.join(directory, "%s@%s.json" % (dev["auth_user"], dev["domain"]))
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(bundle, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    return write_private(path, json.dumps(bundle, indent=2, sort_keys=True) + "\n")
 
 
 # --- the command -----------------------------------------------------------------------

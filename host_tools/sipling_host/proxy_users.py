@@ -15,10 +15,12 @@ and written there (0600), so a softphone or `edge_remote --password-file` can us
 never printed and never on the command line.
 """
 import base64
-import hashlib
 import os
 
+from sipling.sip import digest
+
 from .errors import UserError
+from .provision import aor_parts, write_private
 
 HELP = "add or update a SIP account of the home proxy (Kamailio db_text, for edge.cfg)"
 
@@ -31,15 +33,6 @@ _SUBSCRIBER_VERSION = 7
 def _escape(v):
     # db_text separates columns with ':' and escapes ':' '\' and newlines with '\'
     return v.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n")
-
-
-def _write_private(path, text):
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def _read_users(db):
@@ -79,11 +72,11 @@ def write_users(db, users):
     for i, ((user, domain), pw) in enumerate(sorted(table.items()), 1):
         # the cfg computes HA1 from the password (calculate_ha1); db_text still wants the
         # HA1 columns filled (RFC 2617 3.2.2.2, realm = the domain as edge.cfg challenges)
-        ha1 = hashlib.md5(("%s:%s:%s" % (user, domain, pw)).encode()).hexdigest()
-        ha1b = hashlib.md5(("%s@%s:%s:%s" % (user, domain, domain, pw)).encode()).hexdigest()
+        ha1 = digest.ha1(b"MD5", user.encode(), domain.encode(), pw.encode()).decode()
+        ha1b = digest.ha1(b"MD5", ("%s@%s" % (user, domain)).encode(), domain.encode(), pw.encode()).decode()
         rows.append("%d:%s:%s:%s:%s:%s\n" % (i, _escape(user), _escape(domain), _escape(pw), ha1, ha1b))
-    _write_private(os.path.join(db, "subscriber"), "".join(rows))
-    _write_private(os.path.join(db, "version"), _VERSION_HDR + "1:subscriber:%d\n" % _SUBSCRIBER_VERSION)
+    write_private(os.path.join(db, "subscriber"), "".join(rows))
+    write_private(os.path.join(db, "version"), _VERSION_HDR + "1:subscriber:%d\n" % _SUBSCRIBER_VERSION)
 
 
 def db_url(db):
@@ -105,7 +98,7 @@ def password_from_file(path, create=True):
         if not create:
             raise UserError("--password-file %s does not exist" % path) from None
         pw = new_password()
-        _write_private(path, pw + "\n")
+        write_private(path, pw + "\n")
         return pw, True
     except OSError as e:
         raise UserError("--password-file %s: %s" % (path, e.strerror or e)) from None
@@ -124,11 +117,7 @@ def add_arguments(p):
 
 def run(args):
     aor = args.aor
-    if not aor.startswith("sip:") or "@" not in aor:
-        raise UserError("--aor must look like sip:user@domain (got %r)" % aor)
-    user, _, domain = aor[4:].partition("@")
-    if not user or not domain:
-        raise UserError("--aor must look like sip:user@domain (got %r)" % aor)
+    user, domain = aor_parts(aor)
     pw, made = password_from_file(args.password_file)
     write_users(args.db, {(user, domain): pw})
     print("sipling: account %s in %s (%s password in %s); Kamailio: -A 'USERS_DB=\"%s\"'"
