@@ -11,6 +11,7 @@
   the board and toward the edge is refused.
 """
 import argparse
+import itertools
 import json
 import re
 import os
@@ -121,22 +122,26 @@ def stack(tmp_path_factory):
     st.close()
 
 
-def send_message(stack, to, body, kam=None):
+_CALLS = itertools.count(1)
+
+
+def send_message(stack, to, body, kam=None, timeout=5):
     """A MESSAGE from alice's plain UDP UA (Digest account at Kamailio) to Kamailio; returns
-    the final status (or None)."""
+    the final status (or None after `timeout` s without one)."""
     kam = kam or stack.kam
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((H, 0))
-    s.settimeout(5)
     me = s.getsockname()[1]
-    msg = ("MESSAGE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bK-t%d;rport\r\nMax-Forwards: 70\r\n"
-           "From: <%s>;tag=t%d\r\nTo: <%s>\r\nCall-ID: t%d@test\r\nCSeq: 1 MESSAGE\r\n"
+    n = next(_CALLS)
+    msg = ("MESSAGE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bK-t%d-%d;rport\r\nMax-Forwards: 70\r\n"
+           "From: <%s>;tag=t%d\r\nTo: <%s>\r\nCall-ID: t%d-%d@test\r\nCSeq: 1 MESSAGE\r\n"
            "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
-           % (to, H, me, me, OWNER, me, to, me, len(body), body))
+           % (to, H, me, n, me, OWNER, n, to, me, n, len(body), body))
     try:
         first = peers.send_authed(s, (H, kam.port), parse(msg.encode()), "alice", kam.users[OWNER])
         if first is not None:
             return first.status
+        s.settimeout(timeout)
         while True:
             r = s.recv(65535)
             code = int(r.split(b" ", 2)[1])
